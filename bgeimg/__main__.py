@@ -1,0 +1,3 @@
+from bgeimg.cli import main
+
+main()

@@ -1,0 +1,120 @@
+"""The Typer app: options, help texts, exit codes and printing. No logic beyond wiring."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bgeimg import __version__
+from bgeimg import profile as profiles
+from bgeimg import render as rendering
+from bgeimg.errors import BgeimgError
+
+app = typer.Typer(
+    name="bgeimg",
+    help="Build small, correct, versioned container images that serve BGE models, and prove they are small.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+profiles_app = typer.Typer(help="List and show build profiles.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+
+out = Console()
+err = Console(stderr=True)
+
+# Options shared by every command that resolves a profile.
+ProfileOpt = typer.Option(None, "--profile", "-p", help="Profile name or alias (default: the config's, else cpu-slim).")
+SetOpt = typer.Option(None, "--set", help="Override a profile value: key.path=value (YAML scalar). Repeatable.")
+ConfigOpt = typer.Option(None, "--config", "-c", help="Project config file (default: ./bgeimg.yaml when present).")
+ProfilesDirOpt = typer.Option(None, "--profiles-dir", help="Directory of user profiles (*.yaml). Repeatable.")
+
+
+def resolve_profile(name, sets, config, profiles_dirs) -> profiles.Resolved:
+    cfg = profiles.load_config(config)
+    return profiles.resolve(name, config=cfg, sets=sets or [], profile_dirs=list(profiles_dirs or []))
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"bgeimg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    pass
+
+
+@profiles_app.command("list")
+def profiles_list(profiles_dir: Optional[List[Path]] = ProfilesDirOpt) -> None:
+    """List the profiles bgeimg knows: built-in ones and those in --profiles-dir."""
+    table = Table("profile", "aliases", "description", "file")
+    for name, aliases, description, path in profiles.list_profiles(profiles.search_dirs(profiles_dir or [])):
+        table.add_row(name, ", ".join(aliases), description, str(path))
+    out.print(table)
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: str = typer.Argument(..., help="Profile name or alias."),
+    set_: Optional[List[str]] = SetOpt,
+    config: Optional[Path] = ConfigOpt,
+    profiles_dir: Optional[List[Path]] = ProfilesDirOpt,
+) -> None:
+    """Print the fully resolved profile as YAML (after extends, project config and --set)."""
+    resolved = resolve_profile(name, set_, config, profiles_dir)
+    sys.stdout.write(profiles.to_yaml(resolved.profile))
+
+
+@app.command()
+def render(
+    profile: Optional[str] = ProfileOpt,
+    set_: Optional[List[str]] = SetOpt,
+    config: Optional[Path] = ConfigOpt,
+    profiles_dir: Optional[List[Path]] = ProfilesDirOpt,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the build context here."),
+    backend: str = typer.Option("classic", "--backend", help="classic (Engine API) or buildkit syntax."),
+) -> None:
+    """Render the build context; without -o, print the Dockerfile."""
+    if backend not in ("classic", "buildkit"):
+        raise BgeimgError(f"--backend {backend!r}: expected classic or buildkit")
+    resolved = resolve_profile(profile, set_, config, profiles_dir)
+    ctx = rendering.render(resolved.profile, rendering.RenderOptions(backend=backend))
+    if output is None:
+        sys.stdout.write(ctx.dockerfile)
+        return
+    rendering.clean_output_dir(output)
+    ctx.write(output)
+    err.print(f"rendered profile [bold]{resolved.profile.name}[/] into {output}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning every bgeimg error into one line and its exit code."""
+    try:
+        app(standalone_mode=False)
+    except BgeimgError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

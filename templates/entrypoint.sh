@@ -1,0 +1,16 @@
+#!/bin/sh
+# Starts the BGE server. With arguments, runs them instead (docker run IMAGE python -c ...).
+# Without baked weights (external-model), uses $BGE_MODEL_DIR when it holds a model, else downloads the
+# pinned revision into it (through $HF_ENDPOINT when set), and stops with a clear message when neither works.
+set -eu
+if [ "$#" -gt 0 ]; then
+  exec "$@"
+fi
+if [ ! -f "$BGE_MODEL_DIR/config.json" ]; then
+  if [ "${BGE_MODEL_BAKED:-0}" = "1" ]; then
+    echo "bgeimg: the weights baked into this image are missing from $BGE_MODEL_DIR" >&2
+    exit 1
+  fi
+  python -m bge_server.fetch || exit 1
+fi
+exec python -m uvicorn bge_server.app:app --host 0.0.0.0 --port "$BGE_PORT" --workers "$BGE_WORKERS" --no-access-log

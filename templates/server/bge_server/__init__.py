@@ -1,0 +1,1 @@
+"""The BGE serving app copied into every image built by bgeimg."""
