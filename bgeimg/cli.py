@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bgeimg import __version__
 from bgeimg import profile as profiles
+from bgeimg import context
 from bgeimg import render as rendering
 from bgeimg.errors import BgeimgError
 
@@ -87,12 +88,11 @@ def render(
     if backend not in ("classic", "buildkit"):
         raise BgeimgError(f"--backend {backend!r}: expected classic or buildkit")
     resolved = resolve_profile(profile, set_, config, profiles_dir)
-    ctx = rendering.render(resolved.profile, rendering.RenderOptions(backend=backend))
+    options = rendering.RenderOptions(backend=backend)
     if output is None:
-        sys.stdout.write(ctx.dockerfile)
+        sys.stdout.write(rendering.render(resolved.profile, options).dockerfile)
         return
-    rendering.clean_output_dir(output)
-    ctx.write(output)
+    context.prepare(resolved.profile, output, options)
     err.print(f"rendered profile [bold]{resolved.profile.name}[/] into {output}")
 
 
