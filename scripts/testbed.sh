@@ -217,6 +217,8 @@ cleanup_stale_docker() {
             local p; p=$(<"$f")
             if [[ $p =~ ^[0-9]+$ && -d /proc/$p ]]; then
                 local comm; comm=$(</proc/$p/comm)
+                # only a dockerd, or the containerd dockerd itself spawned (its config under /var/run/docker)
+                [[ $comm == containerd ]] && ! tr '\0' ' ' </proc/$p/cmdline | grep -q '/var/run/docker/containerd' && comm=other
                 case $comm in
                     dockerd|containerd)
                         say "killing leftover $comm ($p) that does not answer"
@@ -409,11 +411,13 @@ verify_body() { # every step checked explicitly (set -e does not apply under ||)
     [[ $arch == arm64 ]] || { echo "FAIL: expected arm64"; return 1; }
     "$DOCKER" pull --platform linux/arm64 nvidia/cuda:12.4.1-runtime-ubuntu22.04 || return 1
     ctx=$(mktemp -d)
+    local iid
     printf 'FROM python:3.11-slim\nRUN uname -m\n' >"$ctx/Dockerfile"
-    out=$(DOCKER_BUILDKIT=0 "$DOCKER" build --no-cache --platform linux/arm64 "$ctx" 2>&1); echo "$out"
+    out=$(DOCKER_BUILDKIT=0 "$DOCKER" build --no-cache --iidfile "$ctx/iid0" --platform linux/arm64 "$ctx" 2>&1); echo "$out"
     grep -qx aarch64 <<<"$out" || { echo "FAIL: classic builder did not print aarch64"; return 1; }
-    out=$(DOCKER_BUILDKIT=1 "$DOCKER" build --no-cache --progress=plain --platform linux/arm64 "$ctx" 2>&1); echo "$out"
+    out=$(DOCKER_BUILDKIT=1 "$DOCKER" build --no-cache --iidfile "$ctx/iid1" --progress=plain --platform linux/arm64 "$ctx" 2>&1); echo "$out"
     grep -qE '^#[0-9]+ [0-9.]+ aarch64$' <<<"$out" || { echo "FAIL: BuildKit did not print aarch64"; return 1; }
+    for iid in "$ctx"/iid*; do "$DOCKER" rmi "$(<"$iid")" >/dev/null 2>&1 || true; done
     rm -rf "$ctx"
     # leave the native platform under the plain tags so FROM/run without --platform stay amd64
     "$DOCKER" pull --platform linux/amd64 python:3.11-slim || return 1
