@@ -107,12 +107,21 @@ need_pkgs() {
     if ((${#missing[@]})); then
         [[ ${BGEIMG_TESTBED_NO_APT:-0} == 1 ]] && die "missing packages: ${missing[*]}"
         say "installing ${missing[*]} (apt-get, log: $LOG_DIR/apt.log)"
+        # keep the packages' init scripts from starting a dockerd/registry of their own
+        # (without our mirror flags / on our port): policy-rc.d 101 = "action forbidden"
+        local own_policy=0
+        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+        fi
         {
             apt-get update &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            DEBIAN_FRONTEND=noninteractive apt-get install -y \
                 docker.io docker-registry qemu-user-static binfmt-support debootstrap \
                 python3 iptables ca-certificates
-        } >>"$LOG_DIR/apt.log" 2>&1 || { tail -20 "$LOG_DIR/apt.log" >&2; die "apt-get failed"; }
+        } >>"$LOG_DIR/apt.log" 2>&1 || {
+            if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
+            tail -20 "$LOG_DIR/apt.log" >&2; die "apt-get failed"; }
+        if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
         # Debian's docker-registry package may start its own registry via init scripts
         # on port 5000; we run ours with our config, so stop a packaged one if present.
         if [[ -x /etc/init.d/docker-registry ]]; then
@@ -291,6 +300,10 @@ ensure_dockerd() {
     fi
     stop_pid "$DOCKERD_PID" dockerd
     cleanup_stale_docker
+    if ! grep -q cgroup /proc/mounts; then # no systemd: nobody mounted the cgroup hierarchies
+        say "no cgroup filesystem mounted; running cgroupfs-mount"
+        command -v cgroupfs-mount >/dev/null && cgroupfs-mount >>"$LOG_DIR/dockerd.log" 2>&1 || true
+    fi
     trim_log "$LOG_DIR/dockerd.log"
     say "starting dockerd (log: $LOG_DIR/dockerd.log)"
     if start_dockerd "${BGEIMG_DOCKERD_STORAGE_DRIVER:-}"; then
