@@ -28,17 +28,19 @@ def build(docker_api, directory: Path, tag: str, platform: str = "linux/amd64") 
 def test_cpu_slim_builds_through_the_mirror_and_runs_as_non_root(docker_api, docker_client, registry, minilm_dir,
                                                                  wheelhouse_factory, tmp_path: Path) -> None:
     # The base is not in the engine yet: remove it so the build must pull `python:3.11-slim` via the mirror.
-    for ref in ("python:3.11-slim",):
-        try:
-            docker_api.remove_image(ref)
-        except Exception:
-            pass
+    try:
+        docker_api.remove_image("python:3.11-slim")
+    except Exception:
+        pass
     resolved = profiles.resolve("cpu-slim", sets=[f"requirements={json.dumps(TINY)}", f"model={minilm_dir}"])
     ctx = context.prepare(resolved.profile, tmp_path / "ctx", RenderOptions(wheelhouse=True),
                           wheelhouse=wheelhouse_factory(TINY, "linux/amd64"))
     tag = f"bgeimg-test-foundation/cpu-slim:{uuid.uuid4().hex[:8]}"
     try:
-        build(docker_api, ctx.directory, tag)
+        events = build(docker_api, ctx.directory, tag)
+        # the base was pulled during the build, through the mirror (Docker Hub is unreachable here)
+        assert any("library/python" in e.get("status", "") or "library/python" in e.get("id", "") or
+                   e.get("status", "").startswith("Digest: sha256:") for e in events), events[:8]
         info = docker_api.inspect_image(tag)
         labels = info["Config"]["Labels"]
         assert labels["io.bgeimg.profile"] == "cpu-slim"
@@ -47,8 +49,6 @@ def test_cpu_slim_builds_through_the_mirror_and_runs_as_non_root(docker_api, doc
         assert info["Config"]["User"] == "10001:10001"
         assert info["Config"]["Healthcheck"]["Test"][-1] == "/opt/app/healthcheck.py"
         assert not any(e.startswith(("PIP_", "HF_TOKEN")) for e in info["Config"]["Env"])
-        # the base really came through the mirror
-        assert docker_api.inspect_image("python:3.11-slim")["RepoDigests"]
 
         out = docker_client.containers.run(tag, ["sh", "-c", "id -u; id -g; ls /opt/model; ls /tmp/build 2>&1 || true;"
                                                  " python -c 'import fastapi, uvicorn; print(\"ok\")';"
