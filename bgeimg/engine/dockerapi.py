@@ -60,6 +60,7 @@ class DockerApiEngine(Engine):
 
     def build(self, request: BuildRequest, log: StepLog) -> Iterator[BuildEvent]:
         kwargs = self.build_kwargs(request)
+        yield from self._ensure_bases(request, log)
         image_id: str | None = None
         partial = ""
         try:
@@ -96,6 +97,32 @@ class DockerApiEngine(Engine):
             self.client.tag(image_id, repo, tag)
         yield BuildEvent("done", image_id=image_id)
 
+    def _ensure_bases(self, request: BuildRequest, log: StepLog) -> Iterator[BuildEvent]:
+        """Make each FROM image's local tag point at the wanted platform's variant before building.
+
+        The 20.10 classic builder uses whatever image a tag points at locally, even of another architecture,
+        and then matches cached steps against it (an arm64 build "reusing" amd64 layers). Pulling the right
+        variant first, only when the local one differs, keeps both the platform and the cache honest."""
+        platform = request.platforms[0]
+        arch = platform.split("/")[1]
+        for ref in from_images((request.context_dir / request.dockerfile).read_text()):
+            try:
+                local = self.client.inspect_image(ref)
+                if local.get("Architecture") == arch and local.get("Os", "linux") == "linux":
+                    continue
+            except Exception:  # not present locally: pull it
+                pass
+            yield log.step(f"FROM {ref} (pulling the {platform} variant)")
+            try:
+                for chunk in self.client.pull(ref, platform=platform, stream=True, decode=True):
+                    if "error" in chunk:
+                        raise BuildError(chunk["error"], raw=f"{ref}: {chunk['error']}", steps=log.steps)
+            except BuildError:
+                raise
+            except Exception as exc:  # docker.errors.NotFound / APIError
+                message = getattr(exc, "explanation", None) or str(exc)
+                raise BuildError(f"pulling {ref}: {message}", raw=f"{ref}: {message}", steps=log.steps) from None
+
     @staticmethod
     def _line(line: str, log: StepLog) -> Iterator[BuildEvent]:
         match = _STEP_RE.match(line)
@@ -107,6 +134,23 @@ class DockerApiEngine(Engine):
             return  # layer ids and "Running in" are bookkeeping, not output
         else:
             yield log.output(line)
+
+
+def from_images(dockerfile: str) -> list[str]:
+    """The external images a Dockerfile starts from (not earlier stages, not `scratch`)."""
+    stages: set[str] = set()
+    images: list[str] = []
+    for line in dockerfile.splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0].upper() != "FROM":
+            continue
+        args = [w for w in words[1:] if not w.startswith("--")]
+        ref = args[0]
+        if ref not in stages and ref != "scratch" and ref not in images:
+            images.append(ref)
+        if len(args) >= 3 and args[1].upper() == "AS":
+            stages.add(args[2])
+    return images
 
 
 def _failure_line(message: str, log: StepLog) -> str:
