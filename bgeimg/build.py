@@ -218,6 +218,7 @@ def build(
     options: BuildOptions,
     *,
     chosen: engines.Chosen | None = None,
+    on_engine: Callable[[engines.Chosen], None] | None = None,
     on_event: Callable[[str, BuildEvent, StepLog], None] | None = None,
 ) -> BuildReport:
     """Build `profile` for each platform asked for and report what came out. Raises a BgeimgError subclass."""
@@ -229,7 +230,10 @@ def build(
     if options.wheelhouse is not None and not options.wheelhouse.is_dir():
         raise BgeimgError(f"wheelhouse {options.wheelhouse} is not a directory",
                           "pass --wheelhouse DIR holding the .whl files (pip download -d DIR ...)")
+    # Bad input is reported before the engine is asked anything.
     chosen = chosen or engines.select(options.engine)
+    if on_engine is not None:
+        on_engine(chosen)
     engine = chosen.engine
     if options.push and engine.name != "buildx":
         raise BgeimgError(f"--push needs the buildx backend (this build uses {engine.name})",

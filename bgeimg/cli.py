@@ -136,11 +136,12 @@ def build(
         context_dir=context_dir, no_cache=no_cache, push=push, cache_from=list(cache_from or []),
         cache_to=list(cache_to or []),
     )
-    builds.parse_platforms(platform, resolved.profile)  # bad input fails before the engine is even asked
-    chosen = engines.select(engine)
-    err.print(f"engine: [bold]{chosen.engine.name}[/] ({chosen.reason})", highlight=False)
+
+    def said(chosen: engines.Chosen) -> None:
+        err.print(f"engine: [bold]{chosen.engine.name}[/] ({chosen.reason})", highlight=False)
+
     with buildview.LiveView(err) as view:
-        result = builds.build(resolved.profile, options, chosen=chosen, on_event=view.update)
+        result = builds.build(resolved.profile, options, on_engine=said, on_event=view.update)
     if report is not None:
         result.write(report)
     out.print(buildview.summary(result))
