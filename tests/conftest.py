@@ -46,7 +46,7 @@ def docker_client(docker_api):
     """docker-py's high-level client on the same engine."""
     import docker
 
-    return docker.DockerClient(base_url=docker_api.base_url, timeout=600)
+    return docker.DockerClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), timeout=600)
 
 
 @pytest.fixture(scope="session")
