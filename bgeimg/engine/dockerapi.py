@@ -113,15 +113,28 @@ class DockerApiEngine(Engine):
             except Exception:  # not present locally: pull it
                 pass
             yield log.step(f"FROM {ref} (pulling the {platform} variant)")
+            message = None
             try:
                 for chunk in self.client.pull(ref, platform=platform, stream=True, decode=True):
                     if "error" in chunk:
-                        raise BuildError(chunk["error"], raw=f"{ref}: {chunk['error']}", steps=log.steps)
-            except BuildError:
-                raise
+                        message = str(chunk["error"])
+                        break
             except Exception as exc:  # docker.errors.NotFound / APIError
-                message = getattr(exc, "explanation", None) or str(exc)
-                raise BuildError(f"pulling {ref}: {message}", raw=f"{ref}: {message}", steps=log.steps) from None
+                message = str(getattr(exc, "explanation", None) or exc)
+            if message is None:
+                continue
+            offered = self._platforms_of(ref)
+            if offered and arch not in offered:
+                # The daemon falls back from the mirror to Docker Hub and reports that failure instead.
+                message = f"no matching manifest for {platform} (the image offers {', '.join(offered)})"
+            raise BuildError(f"pulling {ref}: {message}", raw=f"{ref}: {message}", steps=log.steps)
+
+    def _platforms_of(self, ref: str) -> list[str]:
+        """The architectures the registry's index for `ref` offers; empty when it cannot be asked."""
+        try:
+            return [p.get("architecture", "") for p in self.client.inspect_distribution(ref).get("Platforms", [])]
+        except Exception:
+            return []
 
     @staticmethod
     def _line(line: str, log: StepLog) -> Iterator[BuildEvent]:
@@ -130,7 +143,7 @@ class DockerApiEngine(Engine):
             yield log.step(match.group(3))
         elif line.strip() == "---> Using cache":
             yield log.cached()
-        elif line.startswith(" ---> ") or not line.strip():
+        elif line.startswith((" ---> ", "Removing intermediate container")) or not line.strip():
             return  # layer ids and "Running in" are bookkeeping, not output
         else:
             yield log.output(line)

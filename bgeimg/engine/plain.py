@@ -83,4 +83,4 @@ def run(cmd: list[str], log: StepLog, *, env: dict[str, str] | None = None) -> I
         where = f" at `{failed.name}`" if failed else ""
         last = " | ".join((failed.output if failed else log.tail)[-3:])
         raise BuildError(f"build failed{where}: {raw}" + (f"; last output: {last}" if last else ""),
-                         raw="\n".join(progress.errors) or raw, steps=log.steps)
+                         raw=raw, steps=log.steps)
