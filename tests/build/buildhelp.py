@@ -41,3 +41,36 @@ def wait_healthy(docker_api, container_id: str, timeout: float = 180) -> str:
             return status if state.get("Running") else f"exited({state.get('ExitCode')}): {status}"
         time.sleep(1)
     return status
+
+
+def build_with_report(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dict:
+    """`bgeimg build ARGS --report R` must succeed; returns the report it wrote."""
+    import json
+
+    report = tmp_path / f"report-{time.monotonic_ns()}.json"
+    proc = run_cli("build", *args, "--report", str(report), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    return json.loads(report.read_text())
+
+
+def run_and_probe(docker_api, image: str, platform: str, commands: list[list[str]],
+                  mounts: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    """Start the image as it ships (with read-only `mounts` host dir -> container dir), wait for its HEALTHCHECK,
+    run `commands` inside; returns (health, outputs). The container is always removed."""
+    binds = {src: {"bind": dst, "mode": "ro"} for src, dst in (mounts or {}).items()}
+    host_config = docker_api.create_host_config(binds=binds) if binds else None
+    container = docker_api.create_container(image, platform=platform, host_config=host_config,
+                                            volumes=list((mounts or {}).values()) or None)["Id"]
+    try:
+        docker_api.start(container)
+        health = wait_healthy(docker_api, container)
+        if health != "healthy":
+            return f"{health}; logs: {docker_api.logs(container).decode()[-1500:]}", []
+        outputs = []
+        for cmd in commands:
+            exec_id = docker_api.exec_create(container, cmd)["Id"]
+            outputs.append(docker_api.exec_start(exec_id).decode().strip())
+        return health, outputs
+    finally:
+        docker_api.remove_container(container, force=True)
