@@ -7,7 +7,7 @@ import time
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from bgeimg.build import BuildReport
@@ -49,11 +49,13 @@ class LiveView:
         self.live.update(Panel(body, title=title, title_align="left"))
 
 
-def summary(report: BuildReport) -> Table:
-    table = Table("platform", "image id", "tags", "size (MB)", "layers", "seconds", "cached steps",
+def summary(report: BuildReport) -> Group:
+    # Tags are listed under the table, whole: CI logs are narrow and a cut-off tag is useless.
+    table = Table(*(Column(name, overflow="fold") for name in
+                    ("platform", "image id", "size (MB)", "layers", "seconds", "cached steps")),
                   title=f"{report.profile} built with {report.engine}")
     for result in report.platforms:
-        table.add_row(result.platform, result.image_id.removeprefix("sha256:")[:12], "\n".join(result.tags),
-                      f"{result.size / 1e6:.1f}", str(result.layers), f"{result.seconds:.1f}",
-                      f"{result.cached_steps}/{len(result.steps)}")
-    return table
+        table.add_row(result.platform, result.image_id.removeprefix("sha256:")[:12], f"{result.size / 1e6:.1f}",
+                      str(result.layers), f"{result.seconds:.1f}", f"{result.cached_steps}/{len(result.steps)}")
+    lines = [f"{tag}  {r.image_id.removeprefix('sha256:')[:12]}" for r in report.platforms for tag in r.tags]
+    return Group(table, Text("\n".join(lines)))

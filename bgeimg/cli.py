@@ -139,7 +139,7 @@ def build(
     )
 
     def said(chosen: engines.Chosen) -> None:
-        err.print(f"engine: [bold]{chosen.engine.name}[/] ({chosen.reason})", highlight=False)
+        err.print(f"engine: [bold]{chosen.engine.name}[/] ({chosen.reason})", highlight=False, soft_wrap=True)
 
     with buildview.LiveView(err) as view:
         result = builds.build(resolved.profile, options, on_engine=said, on_event=view.update)
