@@ -97,6 +97,57 @@ def render(
     err.print(f"rendered profile [bold]{resolved.profile.name}[/] into {output}")
 
 
+@app.command()
+def build(
+    profile: Optional[str] = ProfileOpt,
+    set_: Optional[List[str]] = SetOpt,
+    config: Optional[Path] = ConfigOpt,
+    profiles_dir: Optional[List[Path]] = ProfilesDirOpt,
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Image name[:tag] (default bge-PROFILE:latest); "
+                                      "each platform is also tagged NAME:TAG-ARCH."),
+    engine: str = typer.Option("auto", "--engine", help="auto, engine (Engine API), buildkit (docker build) or buildx."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="Comma-separated, e.g. linux/amd64,linux/arm64 "
+                                           "(default: the profile's platforms)."),
+    wheelhouse: Optional[Path] = typer.Option(None, "--wheelhouse", help="Install from these wheels, no index."),
+    ca_bundle: Optional[Path] = typer.Option(None, "--ca-bundle", help="CA bundle (PEM) for the build only."),
+    registry_mirror: Optional[str] = typer.Option(None, "--registry-mirror", help="Pull Docker Hub bases via HOST."),
+    pip_index_url: Optional[str] = typer.Option(None, "--pip-index-url", help="pip index for the build only."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the build report as JSON here."),
+    context_dir: Optional[Path] = typer.Option(None, "--context", help="Keep the build context in this directory."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Build every step again."),
+    push: bool = typer.Option(False, "--push", help="Push while building (buildx only; else use bgeimg push)."),
+    cache_from: Optional[List[str]] = typer.Option(None, "--cache-from", help="Cache source (repeatable)."),
+    cache_to: Optional[List[str]] = typer.Option(None, "--cache-to", help="Cache export (buildx only)."),
+) -> None:
+    """Render the profile and build its image for each platform, then print a summary (and --report JSON)."""
+    from bgeimg import build as builds
+    from bgeimg import buildview
+    from bgeimg import engine as engines
+
+    # Mirror flags are profile values like any other, so they are validated the same way.
+    sets = list(set_ or [])
+    if registry_mirror:
+        sets.append(f"mirrors.registry={registry_mirror}")
+    if pip_index_url:
+        sets.append(f"mirrors.pip_index_url={pip_index_url}")
+    resolved = resolve_profile(profile, sets, config, profiles_dir)
+    options = builds.BuildOptions(
+        image=tag or f"bge-{resolved.profile.name}:latest", engine=engine,
+        platforms=platform.split(",") if platform else None, wheelhouse=wheelhouse, ca_bundle=ca_bundle,
+        context_dir=context_dir, no_cache=no_cache, push=push, cache_from=list(cache_from or []),
+        cache_to=list(cache_to or []),
+    )
+
+    def said(chosen: engines.Chosen) -> None:
+        err.print(f"engine: [bold]{chosen.engine.name}[/] ({chosen.reason})", highlight=False, soft_wrap=True)
+
+    with buildview.LiveView(err) as view:
+        result = builds.build(resolved.profile, options, on_engine=said, on_event=view.update)
+    if report is not None:
+        result.write(report)
+    out.print(buildview.summary(result))
+
+
 @app.command("wheelhouse")
 def wheelhouse_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Directory for the wheels (one subdirectory per platform "

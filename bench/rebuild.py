@@ -1,0 +1,67 @@
+"""Cold build vs. app-change rebuild: prints both times and their ratio (target: rebuild <= 0.05 x cold).
+
+    python bench/rebuild.py --engine buildkit --wheelhouse DIR [--profile cpu-slim] [--model DIR] [--set k=v ...]
+
+The cold build runs with --no-cache (dependencies installed, model copied); then one line of the app code
+changes and the image is rebuilt with the cache. Both go through bgeimg.build, the code `bgeimg build` runs.
+Images are tagged bgeimg-bench/rebuild:cold and bgeimg-bench/rebuild:warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bgeimg import build as builds
+from bgeimg import resources
+from bgeimg.profile import resolve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", default="auto", help="auto, engine, buildkit or buildx")
+    parser.add_argument("--profile", default="cpu-slim")
+    parser.add_argument("--wheelhouse", type=Path, help="wheels for the profile's requirements (no index)")
+    parser.add_argument("--ca-bundle", type=Path, help="CA bundle for reaching the index during the build")
+    parser.add_argument("--model", type=Path, help="local model directory to bake (default: none, external)")
+    parser.add_argument("--set", action="append", default=[], dest="sets", help="profile override key=value")
+    parser.add_argument("--image", default="bgeimg-bench/rebuild")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bgeimg-bench-") as tmp:
+        app = Path(tmp) / "app"
+        shutil.copytree(resources.templates_dir() / "server", app)
+        sets = [*args.sets, f"app_dir={app}"]
+        sets.append(f"model={args.model}" if args.model else "model=none")
+        profile = resolve(args.profile, sets=sets).profile
+
+        def timed(tag: str, no_cache: bool) -> builds.BuildReport:
+            options = builds.BuildOptions(image=f"{args.image}:{tag}", engine=args.engine,
+                                          platforms=[builds.host_platform()], wheelhouse=args.wheelhouse,
+                                          ca_bundle=args.ca_bundle, no_cache=no_cache)
+            return builds.build(profile, options)
+
+        cold = timed("cold", no_cache=True)
+        code = app / "bge_server" / "app.py"
+        code.write_text(code.read_text() + f"\n# bench change {uuid.uuid4()}\n")
+        warm = timed("warm", no_cache=False)
+
+    cold_s, warm_s = cold.platforms[0].seconds, warm.platforms[0].seconds
+    ratio = warm_s / cold_s
+    steps = warm.platforms[0].steps
+    print(f"engine            {cold.engine}")
+    print(f"profile           {profile.name} ({len(profile.requirements)} requirements, "
+          f"image {cold.platforms[0].size / 1e6:.0f} MB)")
+    print(f"cold build        {cold_s:8.1f} s")
+    print(f"app-change build  {warm_s:8.1f} s  ({sum(s.cached for s in steps)}/{len(steps)} steps cached)")
+    print(f"ratio             {ratio:8.3f}  (target <= 0.05: {'PASS' if ratio <= 0.05 else 'FAIL'})")
+    return 0 if ratio <= 0.05 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

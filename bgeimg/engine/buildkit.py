@@ -1,0 +1,69 @@
+"""BuildKit through the plain `docker build` client (`DOCKER_BUILDKIT=1`), for hosts without buildx.
+
+Debian's docker.io 20.10 client is one: it speaks BuildKit (cache mounts, secrets) but has no buildx plugin,
+so it builds one platform per call and loads the result into the daemon; `--iidfile` gives the image id.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from bgeimg.engine import plain
+from bgeimg.engine.base import DOCKER_CLI, BuildEvent, BuildRequest, Engine, StepLog, api_client
+
+
+class BuildKitEngine(Engine):
+    name = "buildkit"
+    syntax = "buildkit"
+    multi_platform = False
+
+    def __init__(self, docker: str = DOCKER_CLI):
+        self.docker = docker
+
+    def available(self) -> bool:
+        """The client exists and its `build` knows `--secret` (only BuildKit-capable clients do)."""
+        try:
+            out = subprocess.run([self.docker, "build", "--help"], capture_output=True, text=True, timeout=20,
+                                 env={"DOCKER_BUILDKIT": "1", "PATH": "/usr/bin:/bin"})
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        if out.returncode != 0 or "--secret" not in out.stdout:
+            return False
+        try:
+            api_client()
+        except Exception:
+            return False
+        return True
+
+    def command(self, request: BuildRequest, iidfile: Path) -> list[str]:
+        """The exact command line (unit-tested)."""
+        if len(request.platforms) != 1:
+            raise ValueError("docker build builds one platform per call; use buildx for several")
+        if request.cache_to or request.push:
+            raise ValueError("--cache-to and --push need docker buildx")
+        cmd = [self.docker, "build", "--progress=plain", "--platform", request.platforms[0],
+               "--file", str(request.context_dir / request.dockerfile), "--iidfile", str(iidfile)]
+        for tag in request.tags:
+            cmd += ["--tag", tag]
+        for key, value in request.build_args.items():
+            cmd += ["--build-arg", f"{key}={value}"]
+        for key, value in request.labels.items():
+            cmd += ["--label", f"{key}={value}"]
+        for sid, src in request.secrets.items():
+            cmd += ["--secret", f"id={sid},src={src}"]
+        for ref in request.cache_from:
+            cmd += ["--cache-from", ref]
+        if request.no_cache:
+            cmd.append("--no-cache")
+        cmd.append(str(request.context_dir))
+        return cmd
+
+    def build(self, request: BuildRequest, log: StepLog) -> Iterator[BuildEvent]:
+        with tempfile.TemporaryDirectory(prefix="bgeimg-iid-") as tmp:
+            iidfile = Path(tmp) / "iid"
+            yield from plain.run(self.command(request, iidfile), log, env={"DOCKER_BUILDKIT": "1"})
+            image_id = iidfile.read_text().strip()
+        yield BuildEvent("done", image_id=image_id)

@@ -1,0 +1,29 @@
+"""Fixtures for the build tests: the tiny wheelhouse per platform, and image names whose tags are removed
+afterwards (only the images these tests created: others share the engine)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from buildhelp import PREFIX, TINY
+
+@pytest.fixture(scope="session")
+def tiny_wheels(wheelhouse_factory):
+    """platform -> a wheelhouse of fastapi + uvicorn for that platform (real pip download, cached)."""
+    return lambda platform="linux/amd64": wheelhouse_factory(TINY, platform)
+
+
+@pytest.fixture
+def image_name(docker_api):
+    """A unique image name under the tests' prefix; every tag made under it is removed afterwards."""
+    name = f"{PREFIX}/t{uuid.uuid4().hex[:8]}"
+    yield name
+    for image in docker_api.images(name=name):
+        for tag in image.get("RepoTags") or []:
+            if tag.startswith(name + ":"):
+                try:
+                    docker_api.remove_image(tag, noprune=False)
+                except Exception:
+                    pass  # still used by a container of this test run being removed; harmless
