@@ -42,6 +42,11 @@ def resolve_profile(name, sets, config, profiles_dirs) -> profiles.Resolved:
     return profiles.resolve(name, config=cfg, sets=sets or [], profile_dirs=list(profiles_dirs or []))
 
 
+def lock_path(resolved: profiles.Resolved) -> Path:
+    config = resolved.config.path if resolved.config else None
+    return (config.parent if config else Path.cwd()) / "bgeimg.lock"
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"bgeimg {__version__}")
@@ -93,7 +98,9 @@ def render(
     if output is None:
         sys.stdout.write(rendering.render(resolved.profile, options).dockerfile)
         return
-    context.prepare(resolved.profile, output, options)
+    from bgeimg import model as models
+
+    context.prepare(resolved.profile, output, options, lock=models.Lock.load(lock_path(resolved)))
     err.print(f"rendered profile [bold]{resolved.profile.name}[/] into {output}")
 
 
@@ -118,6 +125,9 @@ def build(
     push: bool = typer.Option(False, "--push", help="Push while building (buildx only; else use bgeimg push)."),
     cache_from: Optional[List[str]] = typer.Option(None, "--cache-from", help="Cache source (repeatable)."),
     cache_to: Optional[List[str]] = typer.Option(None, "--cache-to", help="Cache export (buildx only)."),
+    lock: Optional[Path] = typer.Option(None, "--lock", help="Lock file pinning hf:// models (default: bgeimg.lock "
+                                        "beside the project config, or in the working directory)."),
+    update_lock: bool = typer.Option(False, "--update-lock", help="Resolve hf:// revisions again and rewrite the lock."),
 ) -> None:
     """Render the profile and build its image for each platform, then print a summary (and --report JSON)."""
     from bgeimg import build as builds
@@ -135,7 +145,7 @@ def build(
         image=tag or f"bge-{resolved.profile.name}:latest", engine=engine,
         platforms=platform.split(",") if platform else None, wheelhouse=wheelhouse, ca_bundle=ca_bundle,
         context_dir=context_dir, no_cache=no_cache, push=push, cache_from=list(cache_from or []),
-        cache_to=list(cache_to or []),
+        cache_to=list(cache_to or []), lock_file=lock or lock_path(resolved), update_lock=update_lock,
     )
 
     def said(chosen: engines.Chosen) -> None:
