@@ -38,6 +38,7 @@ def prepare(
         raise BgeimgError(f"wheelhouse {wheelhouse} is not a directory", "pass --wheelhouse DIR with the .whl files")
     if options.ca_bundle and (ca_bundle is None or not ca_bundle.is_file()):
         raise BgeimgError(f"CA bundle {ca_bundle} is not a file", "pass --ca-bundle FILE (PEM)")
+    rendered = rendering.render(profile, options)  # template errors surface before any download
     directory.mkdir(parents=True, exist_ok=True)
     model_files = models.materialize(profile.model, directory / "model", lock=lock,
                                      endpoint=profile.mirrors.hf_endpoint)
@@ -45,9 +46,9 @@ def prepare(
         shutil.rmtree(directory / "model", ignore_errors=True)
     elif model_files.revision != profile.model.revision:
         profile = profile.model_copy(update={"model": profile.model.model_copy(update={"revision": model_files.revision})})
+        rendered = rendering.render(profile, options)
     if lock is not None and lock.models:
         lock.write()
-    rendered = rendering.render(profile, options)
     rendering.clean_output_dir(directory)
     rendered.write(directory)
     wheels = directory / "wheels"
