@@ -35,11 +35,19 @@ ProfileOpt = typer.Option(None, "--profile", "-p", help="Profile name or alias (
 SetOpt = typer.Option(None, "--set", help="Override a profile value: key.path=value (YAML scalar). Repeatable.")
 ConfigOpt = typer.Option(None, "--config", "-c", help="Project config file (default: ./bgeimg.yaml when present).")
 ProfilesDirOpt = typer.Option(None, "--profiles-dir", help="Directory of user profiles (*.yaml). Repeatable.")
+ModelOpt = typer.Option(None, "--model", "-m", help="Model to serve: hf://org/name@revision, a local directory, "
+                        "or none (same as --set model=...).")
 
 
-def resolve_profile(name, sets, config, profiles_dirs) -> profiles.Resolved:
+def resolve_profile(name, sets, config, profiles_dirs, model: str | None = None) -> profiles.Resolved:
     cfg = profiles.load_config(config)
-    return profiles.resolve(name, config=cfg, sets=sets or [], profile_dirs=list(profiles_dirs or []))
+    sets = list(sets or [])
+    if model:
+        if model.startswith("hf://") or model == "none":
+            sets.append(f"model={model}")
+        else:  # a directory given on the command line is relative to where the command runs
+            sets += ["model.source=path", f"model.path={Path(model).resolve()}"]
+    return profiles.resolve(name, config=cfg, sets=sets, profile_dirs=list(profiles_dirs or []))
 
 
 def lock_path(resolved: profiles.Resolved) -> Path:
@@ -87,13 +95,14 @@ def render(
     set_: Optional[List[str]] = SetOpt,
     config: Optional[Path] = ConfigOpt,
     profiles_dir: Optional[List[Path]] = ProfilesDirOpt,
+    model: Optional[str] = ModelOpt,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the build context here."),
     backend: str = typer.Option("classic", "--backend", help="classic (Engine API) or buildkit syntax."),
 ) -> None:
     """Render the build context; without -o, print the Dockerfile."""
     if backend not in ("classic", "buildkit"):
         raise BgeimgError(f"--backend {backend!r}: expected classic or buildkit")
-    resolved = resolve_profile(profile, set_, config, profiles_dir)
+    resolved = resolve_profile(profile, set_, config, profiles_dir, model)
     options = rendering.RenderOptions(backend=backend)
     if output is None:
         sys.stdout.write(rendering.render(resolved.profile, options).dockerfile)
@@ -110,6 +119,7 @@ def build(
     set_: Optional[List[str]] = SetOpt,
     config: Optional[Path] = ConfigOpt,
     profiles_dir: Optional[List[Path]] = ProfilesDirOpt,
+    model: Optional[str] = ModelOpt,
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Image name[:tag] (default bge-PROFILE:latest); "
                                       "each platform is also tagged NAME:TAG-ARCH."),
     engine: str = typer.Option("auto", "--engine", help="auto, engine (Engine API), buildkit (docker build) or buildx."),
@@ -140,7 +150,7 @@ def build(
         sets.append(f"mirrors.registry={registry_mirror}")
     if pip_index_url:
         sets.append(f"mirrors.pip_index_url={pip_index_url}")
-    resolved = resolve_profile(profile, sets, config, profiles_dir)
+    resolved = resolve_profile(profile, sets, config, profiles_dir, model)
     options = builds.BuildOptions(
         image=tag or f"bge-{resolved.profile.name}:latest", engine=engine,
         platforms=platform.split(",") if platform else None, wheelhouse=wheelhouse, ca_bundle=ca_bundle,
