@@ -47,7 +47,10 @@ done
 [[ $status == healthy ]] || { docker logs bgeimg-demo | tail -20; echo "demo: container not healthy" >&2; exit 1; }
 say "POST /v1/embeddings"
 curl -sf http://127.0.0.1:18080/v1/embeddings -H 'Content-Type: application/json' \
-    -d '{"input": ["BGE images, built small"]}' | python3 -c 'import json,sys; d=json.load(sys.stdin); v=d["data"][0]["embedding"]; print(f"dimension {len(v)}, first values {[round(x, 4) for x in v[:4]]}, usage {d[\"usage\"]}")'
+    -d '{"input": ["BGE images, built small"]}' | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+v = d["data"][0]["embedding"]
+print("dimension", len(v), "first values", [round(x, 4) for x in v[:4]], "usage", d["usage"])'
 curl -sf http://127.0.0.1:18080/info; echo
 
 if bgeimg analyze --help >/dev/null 2>&1; then
