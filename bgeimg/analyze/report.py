@@ -56,6 +56,7 @@ class LayerReport:
     created: str | None
     category: str
     files: int | None
+    symlink_bytes: int | None  # the part of `size` that is symlink targets (dive counts symlinks as 0)
     top_files: list[FileSize] = field(default_factory=list)
 
 
@@ -417,7 +418,7 @@ def build_report(data: ImageData) -> ImageReport:
             tar_size=scan.tar_size if scan else None, compressed_size=ld.compressed_size,
             compression=scan.compression if scan else None, instruction=ins,
             created=h.get("created") if h else None, category=category, files=len(scan.files) if scan else None,
-            top_files=top))
+            symlink_bytes=sum(scan.files[p] for p in scan.symlinks) if scan else None, top_files=top))
 
     categories = {c: 0 for c in CATEGORIES}
     for layer in layers:
