@@ -224,7 +224,7 @@ class _Replay:
 
     def _link(self, path: str) -> None:
         while path != "/":
-            parent = posixpath.dirname(path)
+            parent = path.rpartition("/")[0] or "/"
             kids = self.children[parent]
             if path in kids:
                 return
