@@ -8,10 +8,12 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bgeimg import __version__
 from bgeimg import profile as profiles
+from bgeimg import context
 from bgeimg import render as rendering
 from bgeimg.errors import BgeimgError
 
@@ -87,12 +89,11 @@ def render(
     if backend not in ("classic", "buildkit"):
         raise BgeimgError(f"--backend {backend!r}: expected classic or buildkit")
     resolved = resolve_profile(profile, set_, config, profiles_dir)
-    ctx = rendering.render(resolved.profile, rendering.RenderOptions(backend=backend))
+    options = rendering.RenderOptions(backend=backend)
     if output is None:
-        sys.stdout.write(ctx.dockerfile)
+        sys.stdout.write(rendering.render(resolved.profile, options).dockerfile)
         return
-    rendering.clean_output_dir(output)
-    ctx.write(output)
+    context.prepare(resolved.profile, output, options)
     err.print(f"rendered profile [bold]{resolved.profile.name}[/] into {output}")
 
 
@@ -136,12 +137,35 @@ def analyze(
         raise gating.GateFailed("gate failed: " + "; ".join(g.message for g in failed))
 
 
+@app.command("wheelhouse")
+def wheelhouse_cmd(
+    output: Path = typer.Option(..., "--output", "-o", help="Directory for the wheels (one subdirectory per platform "
+                                "when several are asked for)."),
+    profile: Optional[str] = ProfileOpt,
+    set_: Optional[List[str]] = SetOpt,
+    config: Optional[Path] = ConfigOpt,
+    profiles_dir: Optional[List[Path]] = ProfilesDirOpt,
+    platform: Optional[str] = typer.Option(None, "--platform", help="Comma-separated (default: the profile's)."),
+) -> None:
+    """Download the profile's requirements as wheels for the image's platform, for `build --wheelhouse`."""
+    from bgeimg import wheelhouse
+
+    resolved = resolve_profile(profile, set_, config, profiles_dir)
+    p = resolved.profile
+    platforms = platform.split(",") if platform else p.platforms
+    extra = [p.torch_index_url] if p.torch_index_url else []
+    for plat in platforms:
+        dest = output if len(platforms) == 1 else output / plat.replace("/", "-")
+        made = wheelhouse.download(p.requirements, plat, dest, extra_index_urls=extra)
+        out.print(f"{plat}: {len(made.wheels)} wheels in {dest}")
+
+
 def main() -> None:
     """Entry point: run the app, turning every bgeimg error into one line and its exit code."""
     try:
         app(standalone_mode=False)
     except BgeimgError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

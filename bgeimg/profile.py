@@ -131,12 +131,12 @@ class Mirrors(_Strict):
     @field_validator("pip_index_url", "hf_endpoint")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        return None if v is None else _no_credentials(_check(v, _URL_RE, "http(s) URL"))
+        return None if v is None else _check(_no_credentials(v), _URL_RE, "http(s) URL")
 
     @field_validator("pip_extra_index_urls")
     @classmethod
     def _urls(cls, v: list[str]) -> list[str]:
-        return [_no_credentials(_check(u, _URL_RE, "http(s) URL")) for u in v]
+        return [_check(_no_credentials(u), _URL_RE, "http(s) URL") for u in v]
 
     @field_validator("pip_trusted_hosts")
     @classmethod
@@ -248,7 +248,7 @@ class Profile(_Strict):
     @field_validator("torch_index_url")
     @classmethod
     def _torch_url(cls, v: str | None) -> str | None:
-        return None if v is None else _no_credentials(_check(v, _URL_RE, "http(s) URL"))
+        return None if v is None else _check(_no_credentials(v), _URL_RE, "http(s) URL")
 
     @field_validator("labels")
     @classmethod
@@ -339,7 +339,7 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Project
     try:
         return ProjectConfig(**project, overrides=raw, path=path)
     except ValidationError as exc:
-        raise _located(exc, {(): str(path)}, ProjectConfig) from None
+        raise _located(exc, {(): (0, str(path))}, ProjectConfig) from None
 
 
 def _resolve_relative(raw: dict[str, Any], base: Path) -> None:
@@ -487,12 +487,15 @@ def parse_set(items: list[str]) -> Layer:
     return Layer("--set", values)
 
 
-def _merge(layers: list[Layer]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+Origin = dict[tuple[str, ...], tuple[int, str]]  # key path -> (layer index, source name)
+
+
+def _merge(layers: list[Layer]) -> tuple[dict[str, Any], Origin]:
     """Deep-merge mappings (lists and scalars replace), recording which layer set each key path."""
     merged: dict[str, Any] = {}
-    origin: dict[tuple[str, ...], str] = {}
+    origin: Origin = {}
 
-    def walk(dst: dict[str, Any], src: dict[str, Any], prefix: tuple[str, ...], source: str) -> None:
+    def walk(dst: dict[str, Any], src: dict[str, Any], prefix: tuple[str, ...], source: tuple[int, str]) -> None:
         for key, value in src.items():
             path = (*prefix, str(key))
             if isinstance(value, dict) and isinstance(dst.get(key), dict):
@@ -504,11 +507,11 @@ def _merge(layers: list[Layer]) -> tuple[dict[str, Any], dict[tuple[str, ...], s
                     for sub in _leaf_paths(value, path):
                         origin[sub] = source
 
-    for layer in layers:
+    for index, layer in enumerate(layers):
         values = dict(layer.values)
         if "model" in values:  # so `--set model.revision=x` refines `model: hf://...` instead of replacing it
             values["model"] = parse_model_ref(values["model"])
-        walk(merged, values, (), layer.source)
+        walk(merged, values, (), (index, layer.source))
     return merged, origin
 
 
@@ -538,12 +541,14 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return current
 
 
-def _located(exc: ValidationError, origin: dict[tuple[str, ...], str], schema: type[BaseModel]) -> ProfileError:
+def _located(exc: ValidationError, origin: Origin, schema: type[BaseModel]) -> ProfileError:
     """Turn pydantic's first error into one line: `source: key.path: what is wrong (hint)`."""
     err = exc.errors()[0]
     # Drop pydantic's internal step names (e.g. function-after[...]) from the location.
     loc = tuple(str(p) for p in err["loc"] if "[" not in str(p))
-    source = next((origin[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in origin), "profile")
+    # The latest layer that set this key, one of its parents, or (for a whole-object check) one of its children.
+    related = [o for path, o in origin.items() if path == loc[: len(path)] or path[: len(loc)] == loc]
+    source = max(related)[1] if related else "profile"
     key = ".".join(loc) or "(top level)"
     hint = None
     if err["type"] == "extra_forbidden":
@@ -583,9 +588,9 @@ def resolve(
         layers.append(parse_set(sets))
     merged, origin = _merge(layers)
     # A set-layer key names its exact --set item in errors.
-    for path in list(origin):
-        if origin[path] == "--set":
-            origin[path] = f"--set {'.'.join(path)}"
+    for path, (index, source) in list(origin.items()):
+        if source == "--set":
+            origin[path] = (index, f"--set {'.'.join(path)}")
     try:
         profile = Profile(**merged)
     except ValidationError as exc:

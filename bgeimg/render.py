@@ -62,12 +62,17 @@ class RenderedContext:
 EXECUTABLES = {"entrypoint.sh"}
 
 
-def _no_newlines(value: object) -> object:
-    # Defence in depth: every {{ expression }} renders on one line, so no value can start a new instruction.
-    text = "" if value is None else str(value)
-    if "\n" in text or "\r" in text:
-        raise RenderError(f"refusing to render a value containing a line break: {text[:40]!r}")
-    return value
+def _single_lines(value: object) -> None:
+    # Defence in depth behind profile validation: every value the template gets is one line, so no value can
+    # start a new Dockerfile instruction. (Template text itself, e.g. a user's {{ super() }}, may span lines.)
+    if isinstance(value, dict):
+        for v in value.values():
+            _single_lines(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _single_lines(v)
+    elif isinstance(value, str) and ("\n" in value or "\r" in value):
+        raise RenderError(f"refusing to render a value containing a line break: {value[:40]!r}")
 
 
 def environment(user_template: Path | None = None) -> SandboxedEnvironment:
@@ -82,7 +87,6 @@ def environment(user_template: Path | None = None) -> SandboxedEnvironment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        finalize=_no_newlines,
     )
     env.filters["sh"] = shlex.quote
     return env
@@ -209,8 +213,10 @@ def render_dockerfile(profile: Profile, options: RenderOptions = RenderOptions()
         raise RenderError(f"template {user_template} not found", "fix `template:` in the profile or config")
     env = environment(user_template)
     name = user_template.name if user_template else TEMPLATE
+    values = template_values(profile, options)
+    _single_lines(values)
     try:
-        return env.get_template(name).render(**template_values(profile, options))
+        return env.get_template(name).render(**values)
     except jinja2.TemplateNotFound as exc:
         raise RenderError(f"template {exc.name!r} not found (from {name})") from None
     except jinja2.UndefinedError as exc:

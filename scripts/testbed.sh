@@ -107,12 +107,21 @@ need_pkgs() {
     if ((${#missing[@]})); then
         [[ ${BGEIMG_TESTBED_NO_APT:-0} == 1 ]] && die "missing packages: ${missing[*]}"
         say "installing ${missing[*]} (apt-get, log: $LOG_DIR/apt.log)"
+        # keep the packages' init scripts from starting a dockerd/registry of their own
+        # (without our mirror flags / on our port): policy-rc.d 101 = "action forbidden"
+        local own_policy=0
+        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+        fi
         {
             apt-get update &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            DEBIAN_FRONTEND=noninteractive apt-get install -y \
                 docker.io docker-registry qemu-user-static binfmt-support debootstrap \
                 python3 iptables ca-certificates
-        } >>"$LOG_DIR/apt.log" 2>&1 || { tail -20 "$LOG_DIR/apt.log" >&2; die "apt-get failed"; }
+        } >>"$LOG_DIR/apt.log" 2>&1 || {
+            if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
+            tail -20 "$LOG_DIR/apt.log" >&2; die "apt-get failed"; }
+        if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
         # Debian's docker-registry package may start its own registry via init scripts
         # on port 5000; we run ours with our config, so stop a packaged one if present.
         if [[ -x /etc/init.d/docker-registry ]]; then
@@ -217,6 +226,8 @@ cleanup_stale_docker() {
             local p; p=$(<"$f")
             if [[ $p =~ ^[0-9]+$ && -d /proc/$p ]]; then
                 local comm; comm=$(</proc/$p/comm)
+                # only a dockerd, or the containerd dockerd itself spawned (its config under /var/run/docker)
+                [[ $comm == containerd ]] && ! tr '\0' ' ' </proc/$p/cmdline | grep -q '/var/run/docker/containerd' && comm=other
                 case $comm in
                     dockerd|containerd)
                         say "killing leftover $comm ($p) that does not answer"
@@ -289,6 +300,10 @@ ensure_dockerd() {
     fi
     stop_pid "$DOCKERD_PID" dockerd
     cleanup_stale_docker
+    if ! grep -q cgroup /proc/mounts; then # no systemd: nobody mounted the cgroup hierarchies
+        say "no cgroup filesystem mounted; running cgroupfs-mount"
+        command -v cgroupfs-mount >/dev/null && cgroupfs-mount >>"$LOG_DIR/dockerd.log" 2>&1 || true
+    fi
     trim_log "$LOG_DIR/dockerd.log"
     say "starting dockerd (log: $LOG_DIR/dockerd.log)"
     if start_dockerd "${BGEIMG_DOCKERD_STORAGE_DRIVER:-}"; then
@@ -409,11 +424,13 @@ verify_body() { # every step checked explicitly (set -e does not apply under ||)
     [[ $arch == arm64 ]] || { echo "FAIL: expected arm64"; return 1; }
     "$DOCKER" pull --platform linux/arm64 nvidia/cuda:12.4.1-runtime-ubuntu22.04 || return 1
     ctx=$(mktemp -d)
+    local iid
     printf 'FROM python:3.11-slim\nRUN uname -m\n' >"$ctx/Dockerfile"
-    out=$(DOCKER_BUILDKIT=0 "$DOCKER" build --no-cache --platform linux/arm64 "$ctx" 2>&1); echo "$out"
+    out=$(DOCKER_BUILDKIT=0 "$DOCKER" build --no-cache --iidfile "$ctx/iid0" --platform linux/arm64 "$ctx" 2>&1); echo "$out"
     grep -qx aarch64 <<<"$out" || { echo "FAIL: classic builder did not print aarch64"; return 1; }
-    out=$(DOCKER_BUILDKIT=1 "$DOCKER" build --no-cache --progress=plain --platform linux/arm64 "$ctx" 2>&1); echo "$out"
+    out=$(DOCKER_BUILDKIT=1 "$DOCKER" build --no-cache --iidfile "$ctx/iid1" --progress=plain --platform linux/arm64 "$ctx" 2>&1); echo "$out"
     grep -qE '^#[0-9]+ [0-9.]+ aarch64$' <<<"$out" || { echo "FAIL: BuildKit did not print aarch64"; return 1; }
+    for iid in "$ctx"/iid*; do "$DOCKER" rmi "$(<"$iid")" >/dev/null 2>&1 || true; done
     rm -rf "$ctx"
     # leave the native platform under the plain tags so FROM/run without --platform stay amd64
     "$DOCKER" pull --platform linux/amd64 python:3.11-slim || return 1

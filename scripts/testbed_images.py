@@ -21,6 +21,7 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import gzip
 import hashlib
 import http.client
@@ -243,12 +244,16 @@ def make_config(arch: str, layer: dict, env_extra: list[str], labels: dict) -> d
 
 def cmd_push(args) -> int:
     reg = Registry(args.registry)
-    layers = {}
+    tars = {}
     for spec in args.rootfs:
         arch, _, tar = spec.partition("=")
         if arch not in PLATFORMS or not tar:
             raise SystemExit(f"bad --rootfs {spec!r} (want amd64=PATH or arm64=PATH)")
-        layers[arch] = prepare_layer(tar, args.layer_cache)
+        tars[arch] = tar
+    # zlib releases the GIL: compress the architectures in parallel
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(tars)) as pool:
+        futs = {arch: pool.submit(prepare_layer, tar, args.layer_cache) for arch, tar in tars.items()}
+        layers = {arch: f.result() for arch, f in futs.items()}
     repos = list(IMAGES)
     for repo, (tag, env_extra, labels) in IMAGES.items():
         entries = []

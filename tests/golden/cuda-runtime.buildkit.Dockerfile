@@ -1,0 +1,65 @@
+# Rendered by bgeimg 0.1.0 from profile cuda-runtime for the buildkit builder.
+# Re-render instead of editing: bgeimg render --profile cuda-runtime -o DIR
+
+# ---- builder: a virtualenv with the pinned requirements, trimmed before it is copied ----
+FROM nvidia/cuda:12.4.1-runtime-ubuntu22.04 AS builder
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY requirements.txt /tmp/build/requirements.txt
+RUN --mount=type=cache,target=/root/.cache/pip pip install  -r /tmp/build/requirements.txt
+RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec rm -rf {} + \
+ && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
+
+# ---- runtime: a slim base, the venv, the weights, the app ----
+FROM nvidia/cuda:12.4.1-runtime-ubuntu22.04 AS runtime
+# Distribution packages follow the base image's release; pin the base by digest instead (README: hadolint).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin bge \
+ && mkdir -p /opt/model \
+ && chown 10001:10001 /opt/model
+ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    PYTHONUNBUFFERED="1" \
+    PYTHONDONTWRITEBYTECODE="1" \
+    PYTHONPATH="/opt/app" \
+    BGE_MODEL_DIR="/opt/model" \
+    BGE_MODEL_BAKED="1" \
+    BGE_MODEL_ID="BAAI/bge-m3" \
+    BGE_MODEL_REVISION="main" \
+    BGE_TASK="embed" \
+    BGE_DEVICE="cuda" \
+    BGE_PORT="8000" \
+    BGE_WORKERS="1" \
+    BGE_MAX_BATCH_SIZE="32" \
+    HF_HUB_DISABLE_TELEMETRY="1" \
+    HF_HUB_OFFLINE="1" \
+    TRANSFORMERS_NO_TF="1"
+COPY --from=builder /opt/venv /opt/venv
+# The weights get a layer of their own: a new model revision rebuilds this layer and the ones after it only.
+COPY model/ /opt/model/
+WORKDIR /opt/app
+COPY server/ /opt/app/
+COPY entrypoint.sh /usr/local/bin/bgeimg-entrypoint
+USER 10001:10001
+EXPOSE 8000
+# Python's urllib instead of curl: nothing extra in the image just to be probed.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
+  CMD ["/opt/venv/bin/python", "/opt/app/healthcheck.py"]
+LABEL org.opencontainers.image.title="bge-cuda-runtime" \
+      org.opencontainers.image.description="CUDA runtime base for NVIDIA GPUs (FP16), model weights baked into their own layer" \
+      io.bgeimg.version="0.1.0" \
+      io.bgeimg.profile="cuda-runtime" \
+      io.bgeimg.device="cuda" \
+      io.bgeimg.model.source="hf" \
+      io.bgeimg.model.id="BAAI/bge-m3" \
+      io.bgeimg.model.revision="main" \
+      io.bgeimg.model.task="embed"
+ENTRYPOINT ["/usr/local/bin/bgeimg-entrypoint"]

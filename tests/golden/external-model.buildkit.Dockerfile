@@ -1,0 +1,53 @@
+# Rendered by bgeimg 0.1.0 from profile external-model for the buildkit builder.
+# Re-render instead of editing: bgeimg render --profile external-model -o DIR
+
+# ---- builder: a virtualenv with the pinned requirements, trimmed before it is copied ----
+FROM python:3.11-slim AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY requirements.txt /tmp/build/requirements.txt
+RUN --mount=type=cache,target=/root/.cache/pip pip install --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/build/requirements.txt
+RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec rm -rf {} + \
+ && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
+
+# ---- runtime: a slim base, the venv, the weights, the app ----
+FROM python:3.11-slim AS runtime
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin bge \
+ && mkdir -p /models \
+ && chown 10001:10001 /models
+ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    PYTHONUNBUFFERED="1" \
+    PYTHONDONTWRITEBYTECODE="1" \
+    PYTHONPATH="/opt/app" \
+    BGE_MODEL_DIR="/models" \
+    BGE_MODEL_BAKED="0" \
+    BGE_MODEL_ID="BAAI/bge-m3" \
+    BGE_MODEL_REVISION="main" \
+    BGE_TASK="embed" \
+    BGE_DEVICE="cpu" \
+    BGE_PORT="8000" \
+    BGE_WORKERS="1" \
+    BGE_MAX_BATCH_SIZE="32" \
+    HF_HUB_DISABLE_TELEMETRY="1" \
+    TRANSFORMERS_NO_TF="1"
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /opt/app
+COPY server/ /opt/app/
+COPY entrypoint.sh /usr/local/bin/bgeimg-entrypoint
+USER 10001:10001
+EXPOSE 8000
+# Python's urllib instead of curl: nothing extra in the image just to be probed.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
+  CMD ["/opt/venv/bin/python", "/opt/app/healthcheck.py"]
+LABEL org.opencontainers.image.title="bge-external-model" \
+      org.opencontainers.image.description="CPU image without weights; mount them at /models or let the entrypoint download the pinned revision on start" \
+      io.bgeimg.version="0.1.0" \
+      io.bgeimg.profile="external-model" \
+      io.bgeimg.device="cpu" \
+      io.bgeimg.model.source="none" \
+      io.bgeimg.model.id="BAAI/bge-m3" \
+      io.bgeimg.model.revision="main" \
+      io.bgeimg.model.task="embed"
+ENTRYPOINT ["/usr/local/bin/bgeimg-entrypoint"]
