@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import posixpath
 from dataclasses import dataclass, field
 
@@ -275,6 +276,48 @@ def _walk(f, scan: LayerScan, seekable: bool) -> None:
                 skip(size + (-size & _PAD))
         files[path] = n
         scan.size += n
+
+
+class Window:
+    """A byte range of a file on disk (a layer inside an archive, or a blob), read with os.pread through a small
+    window: walking tar headers is then a slice per header and a number per skip, with no buffer to discard."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, fd: int, start: int, size: int):
+        self.fd, self.start, self.end = fd, start, start + size
+        self.pos = start
+        self.buf = b""
+        self.buf_at = start
+
+    def _fill(self, n: int) -> None:
+        want = min(max(n, self.BLOCK), max(self.end - self.pos, 0))
+        self.buf = os.pread(self.fd, want, self.pos) if want else b""
+        self.buf_at = self.pos
+
+    def peek(self, n: int = 1) -> bytes:
+        off = self.pos - self.buf_at
+        if off < 0 or off + n > len(self.buf):
+            self._fill(n)
+            off = 0
+        return self.buf[off: off + n]
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = self.end - self.pos
+        if n > self.BLOCK:  # big reads (decompressor input): straight from the file
+            data = os.pread(self.fd, min(n, max(self.end - self.pos, 0)), self.pos)
+        else:
+            data = self.peek(n)
+        self.pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = self.start + offset if whence == 0 else self.pos + offset
+        return self.pos - self.start
+
+    def tell(self) -> int:
+        return self.pos - self.start
 
 
 class ChunkStream(io.RawIOBase):

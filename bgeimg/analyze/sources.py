@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
-from bgeimg.analyze.layers import CHUNK, ChunkStream, LayerScan, _decompressor, scan_layer, sniff
+from bgeimg.analyze.layers import CHUNK, ChunkStream, LayerScan, Window, _decompressor, scan_layer, sniff
 
 JSON_MAX = 64 << 20
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
@@ -153,7 +153,9 @@ class _ArchiveContents:
 
 
 def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None) -> _ArchiveContents:
+    """One pass over the outer tar. On a file on disk (`seekable`), members are read in place with pread."""
     out = _ArchiveContents()
+    fd = fileobj.fileno() if seekable else None
     try:
         tf = tarfile.open(fileobj=fileobj, mode="r:" if seekable else "r|", bufsize=CHUNK)
         while True:
@@ -167,7 +169,7 @@ def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None) 
             elif ti.islnk():
                 out.links[name] = posixpath.normpath(ti.linkname).lstrip("/")
             elif ti.isreg():
-                f = tf.extractfile(ti)
+                f = Window(fd, ti.offset_data, ti.size) if seekable else tf.extractfile(ti)
                 head = f.peek(512)[:512]
                 out.sizes[name] = ti.size
                 if ti.size <= JSON_MAX and (head[:1] in (b"{", b"[") or name.endswith((".json", "repositories"))):
@@ -310,8 +312,9 @@ def from_oci_dir(path: Path, want: str | None = None) -> ImageData:
 
     def layer(desc: dict) -> LayerScan:
         p = blob(desc)
-        with open(p, "rb", buffering=CHUNK) as f:
-            return scan_layer(f, size=p.stat().st_size, seekable=True, what=f"layer {desc['digest']} of {what}")
+        with open(p, "rb", buffering=0) as f:
+            return scan_layer(Window(f.fileno(), 0, p.stat().st_size), size=p.stat().st_size, seekable=True,
+                              what=f"layer {desc['digest']} of {what}")
 
     index = _loads((path / "index.json").read_bytes(), f"index.json of {what}")
     return _from_oci(index, read_json, layer, str(path), "oci", want, what)
