@@ -225,7 +225,7 @@ def _walk(f, scan: LayerScan, seekable: bool) -> None:
         size = _octal(hdr[124:136])
         if kind in (b"x", b"g", b"L", b"K"):
             payload = data(size)
-            if kind == b"x":
+            if kind == b"x" and (b"path=" in payload or b"size=" in payload):  # else only times/xattrs
                 pending.update(_pax(payload))
             elif kind == b"L":
                 pending["path"] = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")

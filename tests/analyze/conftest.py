@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from analyze_images import DOCKERFILE
 
 
 @dataclass
@@ -27,7 +32,35 @@ def bgeimg():
 
     def run(*args: str, timeout: int = 600) -> Run:
         p = subprocess.run([sys.executable, "-m", "bgeimg", *args], capture_output=True, text=True,
-                           timeout=timeout, env={**__import__("os").environ, "COLUMNS": "200"})
+                           timeout=timeout, env={**os.environ, "COLUMNS": "200"})
         return Run(p.returncode, p.stdout, p.stderr)
 
     return run
+
+
+# ---- a small real image built by the test bed's engine -------------------------------------------------------
+
+TAG = "bgeimg-test-analyze/small:" + hashlib.sha256(DOCKERFILE.encode()).hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def small_image(docker_api) -> str:
+    """A small real image built by the engine from the stand-in python:3.11-slim (reused when present)."""
+    try:
+        docker_api.inspect_image(TAG)
+        return TAG
+    except Exception:
+        pass
+    for chunk in docker_api.build(fileobj=io.BytesIO(DOCKERFILE.encode()), tag=TAG, rm=True, decode=True):
+        if "error" in chunk:
+            pytest.fail(f"building {TAG} failed: {chunk['error']}")
+    return TAG
+
+
+@pytest.fixture(scope="session")
+def small_archive(small_image, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("save") / "small.tar"
+    subprocess.run(["/usr/bin/docker", "save", "-o", str(path), small_image], check=True)
+    return path
+
+

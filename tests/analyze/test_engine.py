@@ -13,45 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from analyze_images import A1, A2, GONE, PKG
 
 from bgeimg.analyze import analyze
 from bgeimg.analyze.sources import from_engine
 
 pytestmark = pytest.mark.engine
-
-A1, GONE, A2, PKG = 3_000_000, 1_000_000, 2_000_000, 500_000
-SITE = "/opt/venv/lib/python3.11/site-packages"
-DOCKERFILE = f"""FROM python:3.11-slim
-RUN head -c {A1} /dev/urandom > /opt/a.bin && head -c {GONE} /dev/urandom > /opt/gone.bin
-ENV STEP=2
-RUN head -c {A2} /dev/urandom > /opt/a.bin && rm /opt/gone.bin
-RUN mkdir -p {SITE}/fakepkg {SITE}/fakepkg-1.0.dist-info \\
- && head -c {PKG} /dev/urandom > {SITE}/fakepkg/core.so \\
- && printf 'fakepkg/core.so,,{PKG}\\nfakepkg-1.0.dist-info/RECORD,,\\n' > {SITE}/fakepkg-1.0.dist-info/RECORD
-LABEL io.bgeimg.profile=analyze-test
-"""
-TAG = "bgeimg-test-analyze/small:" + hashlib.sha256(DOCKERFILE.encode()).hexdigest()[:12]
-
-
-@pytest.fixture(scope="session")
-def small_image(docker_api) -> str:
-    """A small real image built by the engine from the stand-in python:3.11-slim (reused when present)."""
-    try:
-        docker_api.inspect_image(TAG)
-        return TAG
-    except Exception:
-        pass
-    for chunk in docker_api.build(fileobj=io.BytesIO(DOCKERFILE.encode()), tag=TAG, rm=True, decode=True):
-        if "error" in chunk:
-            pytest.fail(f"building {TAG} failed: {chunk['error']}")
-    return TAG
-
-
-@pytest.fixture(scope="session")
-def small_archive(small_image, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("save") / "small.tar"
-    subprocess.run(["/usr/bin/docker", "save", "-o", str(path), small_image], check=True)
-    return path
 
 
 def test_engine_report_matches_docker_history(docker_api, small_image):
