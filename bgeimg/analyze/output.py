@@ -28,11 +28,17 @@ def signed(n: int | None) -> str:
     return ("+" if n > 0 else "") + human(n) if n else "0"
 
 
-def bar(value: int | None, biggest: int) -> Text:
+def bar(value: int | None, biggest: int, width: int = BAR) -> Text:
     if not value or not biggest:
         return Text("")
-    cells = max(1, round(BAR * value / biggest))
+    cells = max(1, round(width * value / biggest))
     return Text("█" * cells, style="cyan")
+
+
+def pct(x: float) -> str:
+    """An efficiency as a percentage that never rounds a loss up to 100%."""
+    text = f"{x:.2%}"
+    return ">99.99%" if x < 1 and text == "100.00%" else text
 
 
 def _short(text: str | None, width: int = 70) -> str:
@@ -46,7 +52,7 @@ def verdict(report, gates) -> str:
     size = human(report.size) if report.size is not None else f"{human(report.compressed_size)} compressed"
     parts = [f"{report.ref} ({report.platform}): {size} in {len(report.layers)} layers"]
     if report.waste:
-        parts.append(f"{human(report.waste.wasted_bytes)} wasted, {report.waste.efficiency:.2%} efficient")
+        parts.append(f"{human(report.waste.wasted_bytes)} wasted, {pct(report.waste.efficiency)} efficient")
     biggest = max(report.categories.items(), key=lambda kv: kv[1])
     if biggest[1]:
         text = f"most is {biggest[0]} ({human(biggest[1])})"
@@ -62,17 +68,26 @@ def render_report(report, gates, console: Console) -> None:
     sizes = [(layer.size if layer.size is not None else layer.compressed_size) or 0 for layer in report.layers]
     biggest = max(sizes, default=0)
     table = Table(title=f"{report.ref}  [dim]{report.source} · {report.platform}[/]", title_justify="left")
-    table.add_column("#", justify="right", min_width=2, no_wrap=True)
-    table.add_column("size", justify="right", min_width=8, no_wrap=True)
-    table.add_column("", min_width=BAR, max_width=BAR, no_wrap=True)
-    table.add_column("category", min_width=19, no_wrap=True)
-    table.add_column("instruction", ratio=3, no_wrap=True, overflow="ellipsis")
-    table.add_column("biggest file", ratio=2, no_wrap=True, overflow="ellipsis")
+    # Every width fixed: rich would otherwise squeeze the narrow columns to nothing before the long ones.
+    wide = console.width >= 110
+    bar_w = BAR if wide else 8
+    table.add_column("#", justify="right", width=3, no_wrap=True)
+    table.add_column("size", justify="right", width=9, no_wrap=True)
+    table.add_column("", width=bar_w, no_wrap=True)
+    table.add_column("category", width=19, no_wrap=True)
+    rest = max(console.width - (3 + 9 + bar_w + 19) - (19 if wide else 16), 16)  # borders and padding
+    ins_w = min(max(rest * 3 // 5, 16), 70) if wide else rest
+    file_w = min(max(rest - ins_w, 14), 70)
+    table.add_column("instruction", width=ins_w, no_wrap=True, overflow="ellipsis")
+    if wide:
+        table.add_column("biggest file", width=file_w, no_wrap=True, overflow="ellipsis")
     for layer, size in zip(report.layers, sizes):
         label = human(layer.size) if layer.size is not None else f"{human(layer.compressed_size)} gz"
         top = layer.top_files[0] if layer.top_files else None
-        table.add_row(str(layer.index), label, bar(size, biggest), layer.category, _short(layer.instruction),
-                      f"{top.path} {human(top.size)}" if top else "")
+        row = [str(layer.index), label, bar(size, biggest, bar_w), layer.category, _short(layer.instruction, ins_w)]
+        if wide:
+            row.append(f"{top.path} {human(top.size)}" if top else "")
+        table.add_row(*row)
     console.print(table)
 
     cats = Table("category", "size", "", title="by category", title_justify="left")
@@ -100,8 +115,8 @@ def render_report(report, gates, console: Console) -> None:
     console.print(Group(*parts))
     if report.waste:
         wst = report.waste
-        console.print(f"wasted: {human(wst.wasted_bytes)} (efficiency {wst.efficiency:.2%}); "
-                      f"dive would report {human(wst.dive_wasted_bytes)} (efficiency {wst.dive_efficiency:.2%}, "
+        console.print(f"wasted: {human(wst.wasted_bytes)} (efficiency {pct(wst.efficiency)}); "
+                      f"dive would report {human(wst.dive_wasted_bytes)} (efficiency {pct(wst.dive_efficiency)}, "
                       "it counts every copy)", highlight=False)
     else:
         console.print("layers not downloaded from this source: sizes are compressed, no files or waste",

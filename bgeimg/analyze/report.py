@@ -192,6 +192,10 @@ def categorise(ins: str | None, files: dict[str, int] | None, model_dir: str | N
         total = sum(sums.values())
         if total:
             best, best_size = max(sums.items(), key=lambda kv: kv[1])
+            if best_size * 2 >= total and best in ("Python dependencies", "model weights", "app code"):
+                return best
+            if ins and re.match(r"^(COPY|ADD)\b", ins) and "--from" not in ins and not SYSTEM_RX.search(ins):
+                return "app code"  # files the user copied in (an entrypoint in /usr/local/bin is app code too)
             if best_size * 2 >= total and not (best == "system packages" and ins and PIP_RX.search(ins)):
                 return best
     text = ins or ""
