@@ -51,7 +51,8 @@ def ensure_archive(mb: int, files: int) -> tuple[str, Path]:
         api.inspect_image(tag)
     except docker.errors.ImageNotFound:
         print(f"building {tag} (~{mb} MB)...", file=sys.stderr)
-        for chunk in api.build(fileobj=io.BytesIO(text.encode()), tag=tag, rm=True, decode=True):
+        for chunk in api.build(fileobj=io.BytesIO(text.encode()), tag=tag, rm=True, decode=True,
+                               platform="linux/amd64"):  # never an arm64 base another build left behind
             if "error" in chunk:
                 sys.exit(f"build failed: {chunk['error']}")
     CACHE.mkdir(parents=True, exist_ok=True)

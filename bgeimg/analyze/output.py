@@ -131,7 +131,7 @@ def render_report(report, gates, console: Console) -> None:
 def render_comparison(cmp, gates, console: Console) -> None:
     a, b = cmp.a, cmp.b
     t = Table("", a.ref, b.ref, "difference", "", title="side by side", title_justify="left")
-    rows = cmp.totals + [r for r in cmp.categories if r.a or r.b]
+    rows = [r for r in cmp.totals if r.a is not None or r.b is not None] + [r for r in cmp.categories if r.a or r.b]
     biggest = max((abs(r.diff or 0) for r in rows if r.name != "layers"), default=0)
     for r in rows:
         fmt = (lambda v: str(v)) if r.name == "layers" else human

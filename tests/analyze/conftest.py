@@ -40,7 +40,8 @@ def bgeimg():
 
 # ---- a small real image built by the test bed's engine -------------------------------------------------------
 
-TAG = "bgeimg-test-analyze/small:" + hashlib.sha256(DOCKERFILE.encode()).hexdigest()[:12]
+PLATFORM = "linux/amd64"  # explicit: other engineers' arm64 builds may leave an arm64 python:3.11-slim locally
+TAG = "bgeimg-test-analyze/small:" + hashlib.sha256((PLATFORM + DOCKERFILE).encode()).hexdigest()[:12]
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +52,8 @@ def small_image(docker_api) -> str:
         return TAG
     except Exception:
         pass
-    for chunk in docker_api.build(fileobj=io.BytesIO(DOCKERFILE.encode()), tag=TAG, rm=True, decode=True):
+    for chunk in docker_api.build(fileobj=io.BytesIO(DOCKERFILE.encode()), tag=TAG, rm=True, decode=True,
+                                  platform=PLATFORM):
         if "error" in chunk:
             pytest.fail(f"building {TAG} failed: {chunk['error']}")
     return TAG
