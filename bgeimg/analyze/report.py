@@ -178,14 +178,17 @@ def categorise(ins: str | None, files: dict[str, int] | None, model_dir: str | N
     model_dirs = (model_dir, *MODEL_DIRS) if model_dir else MODEL_DIRS
     if files:
         sums = defaultdict(int)
+        model_p = tuple(d.rstrip("/") + "/" for d in model_dirs)  # str.startswith(tuple): one call per file
+        app_p = tuple(d + "/" for d in APP_DIRS)
+        system_p = tuple(d + "/" for d in SYSTEM_DIRS)
         for path, size in files.items():
-            if "-packages/" in path or _under(path, ("/opt/venv",)):
+            if "-packages/" in path or path.startswith("/opt/venv/"):
                 sums["Python dependencies"] += size
-            elif _under(path, model_dirs) or path.endswith(MODEL_EXT):
+            elif path.startswith(model_p) or path.endswith(MODEL_EXT):
                 sums["model weights"] += size
-            elif _under(path, APP_DIRS):
+            elif path.startswith(app_p):
                 sums["app code"] += size
-            elif _under(path, SYSTEM_DIRS):
+            elif path.startswith(system_p):
                 sums["system packages"] += size
             else:
                 sums["other"] += size
@@ -368,6 +371,8 @@ def _packages(records: dict[str, bytes], live: dict[str, tuple[int, int]]) -> li
     for path, (_, size) in live.items():
         idx = owner.get(path)
         if idx is None:
+            if "-packages/" not in path:
+                continue
             m = SITE_RX.match(path)
             if not m:
                 continue
