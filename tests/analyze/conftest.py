@@ -66,3 +66,69 @@ def small_archive(small_image, tmp_path_factory) -> Path:
     return path
 
 
+
+
+# ---- a password-protected registry of our own -----------------------------------------------------------------
+
+AUTH_USER, AUTH_PASSWORD = "analyze", "s3cret-analyze"
+
+
+@dataclass
+class AuthRegistry:
+    host: str  # 127.0.0.1:PORT, plain HTTP, htpasswd (basic) auth
+    user: str
+    password: str
+
+    def docker_config(self, directory: Path, with_auth: bool = True) -> Path:
+        """A docker config dir (for DOCKER_CONFIG) holding this registry's credentials, or none."""
+        import base64
+
+        directory.mkdir(parents=True, exist_ok=True)
+        auths = {self.host: {"auth": base64.b64encode(f"{self.user}:{self.password}".encode()).decode()}}
+        (directory / "config.json").write_text(json.dumps({"auths": auths if with_auth else {}}))
+        return directory
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory, registry):
+    """The Debian distribution registry binary (the test bed's own), started on a free port with htpasswd auth
+    and stopped at the end. `registry` is requested so a missing test bed fails/skips the same way."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    import bcrypt
+
+    binary = "/usr/bin/docker-registry"
+    if not Path(binary).exists():
+        pytest.fail(f"{binary} is missing (apt-get install docker-registry)")
+    root = tmp_path_factory.mktemp("auth-registry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (root / "htpasswd").write_bytes(AUTH_USER.encode() + b":" + bcrypt.hashpw(AUTH_PASSWORD.encode(),
+                                                                              bcrypt.gensalt(rounds=5)) + b"\n")
+    (root / "config.yml").write_text(f"""version: 0.1
+log: {{level: error, accesslog: {{disabled: true}}}}
+storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}
+http: {{addr: 127.0.0.1:{port}}}
+auth: {{htpasswd: {{realm: bgeimg-analyze-test, path: {root / 'htpasswd'}}}}}
+""")
+    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL,
+                            stderr=open(root / "registry.log", "wb"))
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"the auth registry did not start: {(root / 'registry.log').read_text()[-500:]}")
+        yield AuthRegistry(f"127.0.0.1:{port}", AUTH_USER, AUTH_PASSWORD)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -74,3 +74,53 @@ def test_registry_cli_json_gate_and_bad_inputs(bgeimg, pushed_small, registry):
                    2, "linux/amd64", "linux/arm64")
     one_line_error(bgeimg("analyze", f"registry:{registry}/bgeimg-test-analyze/none:missing"), 2)
     one_line_error(bgeimg("analyze", "registry:127.0.0.1:1/bgeimg-test-analyze/x:1"), 3)
+
+
+def upload(reg, repo: str, tag: str, image) -> str:
+    """Push a hand-built image over the registry API with basic auth (no docker login: the shared docker
+    config stays untouched). Returns the manifest digest."""
+    import hashlib
+
+    import requests
+
+    auth = (reg.user, reg.password)
+    base = f"http://{reg.host}/v2/{repo}"
+    blobs = [layer.blob for layer in image.layers] + [image.config()]
+    for data in blobs:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        start = requests.post(f"{base}/blobs/uploads/", auth=auth, timeout=30)
+        start.raise_for_status()
+        loc = start.headers["Location"]
+        loc = loc if loc.startswith("http") else f"http://{reg.host}{loc}"
+        sep = "&" if "?" in loc else "?"
+        requests.put(f"{loc}{sep}digest={digest}", data=data, auth=auth, timeout=30,
+                     headers={"Content-Type": "application/octet-stream"}).raise_for_status()
+    manifest = image.manifest()
+    requests.put(f"{base}/manifests/{tag}", data=manifest, auth=auth, timeout=30,
+                 headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}).raise_for_status()
+    return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def test_registry_with_auth_from_docker_config(bgeimg, auth_registry, tmp_path, monkeypatch):
+    from analyze_archives import Image, Layer
+
+    image = Image([Layer([("file", "etc/os-release", b"x" * 1000)], "gzip"),
+                   Layer([("file", "opt/app/main.py", b"print(1)\n" * 50)], "zstd")],
+                  history=[{"created_by": "/bin/sh -c #(nop) ADD file:abc in / "},
+                           {"created_by": "COPY main.py /opt/app/ # buildkit"}])
+    digest = upload(auth_registry, "bgeimg-test-analyze/auth", "1", image)
+    ref = f"registry:{auth_registry.host}/bgeimg-test-analyze/auth:1"
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(auth_registry.docker_config(tmp_path / "with")))
+    r = bgeimg("analyze", ref, "--json")
+    assert r.code == 0, r.err
+    doc = r.json
+    assert doc["manifest_digest"] == digest
+    assert [la["compressed_size"] for la in doc["layers"]] == [len(layer.blob) for layer in image.layers]
+    assert [la["instruction"] for la in doc["layers"]] == ["ADD file:abc in /", "COPY main.py /opt/app/"]
+    assert auth_registry.password not in r.out + r.err
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(auth_registry.docker_config(tmp_path / "without", with_auth=False)))
+    denied = bgeimg("analyze", ref)
+    one_line_error(denied, 3)
+    assert "401" in denied.err or "credentials" in denied.err
