@@ -89,6 +89,9 @@ def render_report(report, gates, console: Console) -> None:
             row.append(f"{top.path} {human(top.size)}" if top else "")
         table.add_row(*row)
     console.print(table)
+    ours = {k[len("io.bgeimg."):]: v for k, v in report.labels.items() if k.startswith("io.bgeimg.") and v}
+    if ours:  # an image bgeimg built: say what it is
+        console.print("bgeimg image: " + ", ".join(f"{k}={v}" for k, v in sorted(ours.items())), highlight=False)
 
     cats = Table("category", "size", "", title="by category", title_justify="left")
     top_cat = max(report.categories.values(), default=0)
