@@ -30,18 +30,21 @@ class Layer:
 
     entries: list[tuple]
     compression: str = "none"  # none | gzip | zstd
+    fmt: int = tarfile.PAX_FORMAT  # or GNU_FORMAT (long names as ././@LongLink entries)
     tar: bytes = b""
     blob: bytes = b""
 
     def __post_init__(self):
         buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        with tarfile.open(fileobj=buf, mode="w", format=self.fmt) as tf:
             for kind, path, *rest in self.entries:
                 path = path.lstrip("/")
                 if kind == "file":
                     tf.addfile(_info(path, tarfile.REGTYPE, len(rest[0])), io.BytesIO(rest[0]))
                 elif kind == "dir":
                     tf.addfile(_info(path, tarfile.DIRTYPE))
+                elif kind == "fifo":
+                    tf.addfile(_info(path, tarfile.FIFOTYPE))
                 elif kind in ("symlink", "hardlink"):
                     ti = _info(path, tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE)
                     ti.linkname = rest[0]
@@ -145,8 +148,10 @@ def _blob(tf: tarfile.TarFile, data: bytes, seen: set) -> str:
     return f"blobs/sha256/{hexd}"
 
 
-def write_oci_save(path: Path, image: Image, tag: str = "bgeimg-test-analyze/hand:1") -> Path:
-    """The `docker save` layout of Docker >= 25: an OCI layout (blobs first) plus manifest.json."""
+def write_oci_save(path: Path, image: Image, tag: str = "bgeimg-test-analyze/hand:1",
+                   docker_manifest: bool = True) -> Path:
+    """The `docker save` layout of Docker >= 25: an OCI layout (blobs first) plus manifest.json; without
+    `docker_manifest`, a plain OCI archive (as `buildx --output type=oci` writes)."""
     seen: set = set()
     with tarfile.open(path, "w") as tf:
         layer_names = [_blob(tf, layer.blob, seen) for layer in image.layers]
@@ -157,7 +162,9 @@ def write_oci_save(path: Path, image: Image, tag: str = "bgeimg-test-analyze/han
         _add(tf, "index.json", json.dumps({"schemaVersion": 2, "manifests": [{
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": "sha256:" + hashlib.sha256(man).hexdigest(), "size": len(man)}]}).encode())
-        _add(tf, "manifest.json", json.dumps([{"Config": cfg, "RepoTags": [tag], "Layers": layer_names}]).encode())
+        if docker_manifest:
+            _add(tf, "manifest.json", json.dumps([{"Config": cfg, "RepoTags": [tag],
+                                                   "Layers": layer_names}]).encode())
     return path
 
 

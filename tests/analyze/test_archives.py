@@ -330,3 +330,30 @@ def test_dive_agrees_on_a_hand_built_archive(tmp_path):
         layer.size - (symlink_bytes if i == 0 else 0) for i, layer in enumerate(report.layers)]
     # ours is smaller: dive counts the copy that stays and ignores the deleted directory and opaque directory
     assert report.waste.wasted_bytes != d["image"]["inefficientBytes"]
+
+
+def test_plain_oci_archive_without_docker_manifest(tmp_path):
+    image = waste_image(("zstd", "gzip", "gzip", "none"))
+    report = analyze(str(write_oci_save(tmp_path / "oci.tar", image, docker_manifest=False)))
+    check_layers(report, image)
+    check_waste(report, image)
+    assert report.manifest_digest is not None
+
+
+@pytest.mark.parametrize("fmt", ["pax", "gnu"])
+def test_long_names_links_and_special_files(tmp_path, fmt):
+    import tarfile
+
+    deep = "opt/venv/lib/python3.11/site-packages/" + "/".join(["a-rather-long-directory-name"] * 6) + "/mod.py"
+    long_target = "../" * 3 + "x" * 150
+    layer = Layer([("file", deep, blob(321, 1)), ("file", "usr/bin/tool", blob(1000, 2)),
+                   ("hardlink", "usr/bin/tool-alias", "usr/bin/tool"), ("symlink", "usr/bin/t", "tool"),
+                   ("symlink", "usr/lib/long", long_target), ("fifo", "run/pipe")],
+                  fmt=tarfile.PAX_FORMAT if fmt == "pax" else tarfile.GNU_FORMAT)
+    assert len(deep) > 100 and len(long_target) > 100
+    report = analyze(str(write_legacy_save(tmp_path / "l.tar", Image([layer]))))
+    # hard links count once (at their target), a fifo nothing, symlinks their target length: as `docker history`
+    assert report.layers[0].size == 321 + 1000 + len("tool") + len(long_target)
+    assert report.layers[0].symlink_bytes == len("tool") + len(long_target)
+    assert report.final_files["/" + deep] == 321
+    assert report.layers[0].files == 6

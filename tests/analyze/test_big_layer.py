@@ -45,3 +45,39 @@ def test_layer_over_4gib_is_sized_exactly(tmp_path):
     assert layer.compressed_size == len(blob)
     assert layer.category == "model weights"
     assert report.size == FILE_SIZE + 10
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_file_over_8gib_in_a_plain_layer(tmp_path, fmt):
+    """A 9 GiB file: its size no longer fits the 11 octal digits of a tar header (GNU writes base-256, PAX a
+    size record). The layer is a sparse file on disk, so the test costs no disk and no reading."""
+    import hashlib
+    import json
+
+    size = 9 << 30
+    ti = tarfile.TarInfo("opt/model/huge.gguf")
+    ti.size = size
+    header = ti.tobuf(format=fmt)
+    root = tmp_path / "layout"
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    layer_hex = "ab" * 32  # not the real digest: a layout's blob names are not re-hashed by analyze
+    with open(blobs / layer_hex, "wb") as f:
+        f.write(header)
+        f.seek(size, 1)
+        f.write(bytes(1024))
+    tar_len = len(header) + size + 1024
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "cd" * 32]}}).encode()
+    (blobs / hashlib.sha256(config).hexdigest()).write_bytes(config)
+    manifest = json.dumps({"schemaVersion": 2, "config": {"digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                                                          "size": len(config)},
+                           "layers": [{"digest": "sha256:" + layer_hex, "size": tar_len,
+                                       "mediaType": "application/vnd.oci.image.layer.v1.tar"}]}).encode()
+    (blobs / hashlib.sha256(manifest).hexdigest()).write_bytes(manifest)
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"digest": "sha256:" + hashlib.sha256(manifest).hexdigest(), "size": len(manifest)}]}))
+    report = analyze(str(root))
+    assert report.layers[0].size == size
+    assert report.layers[0].tar_size == tar_len
+    assert report.biggest_files[0].path == "/opt/model/huge.gguf"
