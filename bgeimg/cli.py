@@ -168,6 +168,46 @@ def build(
     out.print(buildview.summary(result))
 
 
+@app.command()
+def analyze(
+    image: str = typer.Argument(..., help="Image: a local engine image, a `docker save` archive, an OCI layout "
+                                "directory, or registry:HOST/REPO:TAG (read without pulling)."),
+    other: Optional[str] = typer.Argument(None, help="A second image to compare against IMAGE."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="os/arch (optionally /variant) to pick from an index."),
+    source: str = typer.Option("auto", "--source", help="auto, engine, archive, oci or registry."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON (schema: docs/analyze.md)."),
+    max_size: Optional[str] = typer.Option(None, "--max-size", help="Fail (exit 1) above this size, e.g. 1.2GB."),
+    max_wasted: Optional[str] = typer.Option(None, "--max-wasted", help="Fail (exit 1) above this waste, e.g. 10MB."),
+    min_efficiency: Optional[str] = typer.Option(None, "--min-efficiency", help="Fail (exit 1) below, e.g. 0.98."),
+) -> None:
+    """Where the bytes are, what is wasted, and how two images differ. Gates apply to the last image given.
+    Exit codes: 0 ok, 1 a gate failed, 2 bad input, 3 engine or registry failure."""
+    import json
+
+    from bgeimg.analyze import analyze as analyze_image, compare, gates as gating, output
+
+    limits = dict(
+        max_size=gating.parse_size(max_size, "--max-size") if max_size else None,
+        max_wasted=gating.parse_size(max_wasted, "--max-wasted") if max_wasted else None,
+        min_efficiency=gating.parse_ratio(min_efficiency, "--min-efficiency") if min_efficiency else None,
+    )
+    first = analyze_image(image, platform=platform, source=source)
+    second = analyze_image(other, platform=platform, source=source) if other else None
+    gates = gating.check(second or first, **limits)
+    result = compare(first, second) if second else first
+    if json_out:
+        doc = result.to_json()
+        doc["gates"] = [vars(g) for g in gates]
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif second:
+        output.render_comparison(result, gates, out)
+    else:
+        output.render_report(result, gates, out)
+    failed = [g for g in gates if not g.passed]
+    if failed:
+        raise gating.GateFailed("gate failed: " + "; ".join(g.message for g in failed))
+
+
 @app.command("wheelhouse")
 def wheelhouse_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Directory for the wheels (one subdirectory per platform "
