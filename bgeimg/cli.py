@@ -231,6 +231,112 @@ def wheelhouse_cmd(
         out.print(f"{plat}: {len(made.wheels)} wheels in {dest}")
 
 
+@app.command("push")
+def push_cmd(
+    image: List[str] = typer.Argument(..., help="Local image (its -amd64/-arm64 siblings from `bgeimg build` are "
+                                      "found), or one local image per platform."),
+    registry: Optional[str] = typer.Option(None, "--registry", "-r", help="HOST[:PORT][/NAMESPACE] (default: the "
+                                           "config's `registry`, else $BGE_REGISTRY_URL)."),
+    repo: Optional[str] = typer.Option(None, "--repo", help="Repository name (default: the local image's name)."),
+    scheme: Optional[List[str]] = typer.Option(None, "--scheme", help="semver, commit or timestamp. Repeatable."),
+    version: Optional[str] = typer.Option(None, "--version", help="Version for semver (default: git tag vX.Y.Z)."),
+    tag: Optional[List[str]] = typer.Option(None, "--tag", "-t", help="An extra literal tag. Repeatable."),
+    latest: Optional[str] = typer.Option(None, "--latest", help="auto (stable semver only), always or never."),
+    prefix: Optional[str] = typer.Option(None, "--prefix", help="Put before every tag, e.g. cpu-."),
+    suffix: Optional[str] = typer.Option(None, "--suffix", help="Put after every tag, e.g. -cuda12."),
+    long_commit: bool = typer.Option(False, "--long-commit", help="sha-<40 hex> instead of sha-<7>."),
+    allow_dirty: bool = typer.Option(False, "--allow-dirty", help="Allow a dirty work tree (tag marked -dirty)."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Also push to this registry. Repeatable."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="Only these platforms; all must exist locally."),
+    config: Optional[Path] = ConfigOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print what was pushed as JSON."),
+) -> None:
+    """Push the image for every platform under the tags your scheme gives, to the registry and each mirror."""
+    import json
+    from datetime import datetime, timezone
+
+    from bgeimg import gitinfo, push as pushing, tags as tagging
+    from bgeimg.engine.base import api_client
+
+    cfg = profiles.load_config(config)
+    policy = tagging.policy_from_config(
+        cfg.tags, schemes=tuple(scheme) if scheme else None, latest=latest, prefix=prefix, suffix=suffix,
+        long_commit=long_commit or None, allow_dirty=allow_dirty, extra=tuple(tag or ()))
+    project = cfg.path.parent if cfg.path else Path.cwd()
+    tagset = tagging.compute_tags(policy, version=version, git=gitinfo.facts(project), now=datetime.now(timezone.utc))
+    name = repo or pushing.repository_name(image[0])
+    targets = [pushing.target(r, name) for r in [pushing.resolve_registry(registry, cfg.registry), *(mirror or [])]]
+    docker_api = api_client()
+    platforms = platform.split(",") if platform else None
+    local = pushing.platform_images(docker_api, image[0], platforms) if len(image) == 1 else list(image)
+    results = pushing.push(docker_api, local, targets, tagset.tags,
+                           progress=None if json_out else (lambda msg: err.print(msg, highlight=False)))
+    if json_out:
+        doc = [{"registry": r.registry, "repository": r.repository, "digest": r.digest, "tags": r.tags,
+                "platforms": r.platforms, "error": r.error, "bytes_uploaded": r.stats.blob_bytes_uploaded,
+                "blobs_uploaded": r.stats.blobs_uploaded, "blobs_skipped": r.stats.blobs_skipped} for r in results]
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        table = Table("registry", "repository", "digest", "tags", "platforms", "uploaded")
+        for r in results:
+            table.add_row(r.registry, r.repository, r.digest or f"[red]failed: {escape(r.error or '')}[/]",
+                          " ".join(r.tags), " ".join(r.platforms),
+                          f"{r.stats.blob_bytes_uploaded} B in {r.stats.blobs_uploaded} blobs "
+                          f"({r.stats.blobs_skipped} already there)")
+        out.print(table)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise pushing.PushFailed(f"push failed on {len(failed)} of {len(results)} registries: "
+                                 + "; ".join(f"{r.registry}: {r.error}" for r in failed))
+
+
+@app.command("promote")
+def promote_cmd(
+    source: str = typer.Argument(..., help="REGISTRY/REPO@sha256:... (or :TAG) to promote; a rollback is a promote "
+                                 "of the previous digest."),
+    tag: str = typer.Option(..., "--tag", "-t", help="The tag to point at it, e.g. stable."),
+    to: Optional[str] = typer.Option(None, "--to", help="Another repository in the same registry (blobs mounted)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Point a tag at an existing image by digest, through the registry API (no layers pulled or pushed)."""
+    import json
+
+    from bgeimg import promote as promoting
+    from bgeimg.reference import parse_reference
+    from bgeimg.registry import RegistryClient
+
+    ref = parse_reference(source)
+    result = promoting.promote(RegistryClient(ref.registry), ref, tag, to)
+    if json_out:
+        sys.stdout.write(json.dumps(vars(result)) + "\n")
+    else:
+        out.print(f"{result.reference} -> {result.digest}" + (f" ({result.mounted} blobs mounted)" if result.mounted
+                                                             else ""), highlight=False)
+
+
+@app.command("tags")
+def tags_cmd(
+    repository: str = typer.Argument(..., help="REGISTRY/REPO, e.g. 127.0.0.1:5000/bge-m3."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """List a repository's tags with their digests, platforms and creation labels."""
+    import json
+
+    from bgeimg import promote as promoting
+    from bgeimg.reference import parse_reference
+    from bgeimg.registry import RegistryClient
+
+    ref = parse_reference(repository)
+    rows = promoting.list_tags(RegistryClient(ref.registry), ref.repository)
+    if json_out:
+        sys.stdout.write(json.dumps([vars(r) for r in rows], indent=2) + "\n")
+        return
+    table = Table("tag", "digest", "platforms", "created")
+    for r in rows:
+        table.add_row(r.tag, r.digest, " ".join(r.platforms), r.created or "")
+    out.print(table)
+
+
 def main() -> None:
     """Entry point: run the app, turning every bgeimg error into one line and its exit code."""
     try:

@@ -657,21 +657,44 @@ class RegistryClient:
                     progress(len(block))
             body: Any = b""
         else:
-            def counted() -> Iterator[bytes]:
-                nonlocal sent
-                for block in chunks():
-                    sent += len(block)
-                    if progress:
-                        progress(len(block))
-                    yield block
-            body = counted() if size else b""
+            # A sized file-like body: requests sends it with Content-Length (a generator would be sent chunked,
+            # which distribution's monolithic PUT does not finish reading).
+            body = _CountingReader(source, size, progress)
         sep = "&" if "?" in loc else "?"
         headers = {"Content-Type": "application/octet-stream"}
-        if not chunk_size:
-            headers["Content-Length"] = str(size)
-        resp = self._request("PUT", f"{loc}{sep}digest={digest}", scope=scope, headers=headers, data=body)
+        try:
+            resp = self._request("PUT", f"{loc}{sep}digest={digest}", scope=scope, headers=headers, data=body)
+        finally:
+            if isinstance(body, _CountingReader):
+                sent = body.sent
+                body.close()
         self._check(resp, f"upload {digest} to {repo}", ok=(201,))
         return sent
+
+
+class _CountingReader:
+    """A blob (bytes or a file) as a sized, readable body that counts what was read."""
+
+    def __init__(self, source: bytes | Path, size: int, progress: Callable[[int], None] | None):
+        import io
+
+        self._fh = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+        self._size = size
+        self._progress = progress
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, n: int = -1) -> bytes:
+        block = self._fh.read(n)
+        self.sent += len(block)
+        if self._progress and block:
+            self._progress(len(block))
+        return block
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def _replayable(data: Any) -> bool:
