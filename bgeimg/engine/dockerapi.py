@@ -143,7 +143,7 @@ class DockerApiEngine(Engine):
             yield log.step(match.group(3))
         elif line.strip() == "---> Using cache":
             yield log.cached()
-        elif line.startswith((" ---> ", "Removing intermediate container")) or not line.strip():
+        elif line.startswith((" ---> ", "Removing intermediate container", "Successfully ")) or not line.strip():
             return  # layer ids and "Running in" are bookkeeping, not output
         else:
             yield log.output(line)

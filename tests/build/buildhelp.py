@@ -48,6 +48,8 @@ def build_with_report(tmp_path: Path, *args: str, env: dict[str, str] | None = N
     import json
 
     report = tmp_path / f"report-{time.monotonic_ns()}.json"
+    if "--context" not in args:  # keep contexts in the test's tmp dir, not the user's cache
+        args = (*args, "--context", str(tmp_path / "context"))
     proc = run_cli("build", *args, "--report", str(report), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
