@@ -148,6 +148,29 @@ def build(
     out.print(buildview.summary(result))
 
 
+@app.command("wheelhouse")
+def wheelhouse_cmd(
+    output: Path = typer.Option(..., "--output", "-o", help="Directory for the wheels (one subdirectory per platform "
+                                "when several are asked for)."),
+    profile: Optional[str] = ProfileOpt,
+    set_: Optional[List[str]] = SetOpt,
+    config: Optional[Path] = ConfigOpt,
+    profiles_dir: Optional[List[Path]] = ProfilesDirOpt,
+    platform: Optional[str] = typer.Option(None, "--platform", help="Comma-separated (default: the profile's)."),
+) -> None:
+    """Download the profile's requirements as wheels for the image's platform, for `build --wheelhouse`."""
+    from bgeimg import wheelhouse
+
+    resolved = resolve_profile(profile, set_, config, profiles_dir)
+    p = resolved.profile
+    platforms = platform.split(",") if platform else p.platforms
+    extra = [p.torch_index_url] if p.torch_index_url else []
+    for plat in platforms:
+        dest = output if len(platforms) == 1 else output / plat.replace("/", "-")
+        made = wheelhouse.download(p.requirements, plat, dest, extra_index_urls=extra)
+        out.print(f"{plat}: {len(made.wheels)} wheels in {dest}")
+
+
 def main() -> None:
     """Entry point: run the app, turning every bgeimg error into one line and its exit code."""
     try:

@@ -67,28 +67,17 @@ def testbed_cache() -> Path:
     return TESTBED_CACHE
 
 
-PLATFORM_TAGS = {
-    "linux/amd64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
-    "linux/arm64": ["manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"],
-}
-
-
 def make_wheelhouse(requirements: list[str], platform: str = "linux/amd64") -> Path:
     """Wheels for `requirements` as the images' Python (CPython 3.11, glibc) needs them, cached outside the clone
     by the hash of the request. Made with the real `pip download`, so a test that installs from it is offline."""
+    from bgeimg import wheelhouse
+
     key = hashlib.sha256("\n".join([platform, *sorted(requirements)]).encode()).hexdigest()[:16]
     target = TESTBED_CACHE / "wheelhouse" / f"{platform.replace('/', '-')}-{key}"
     done = target / ".complete"
-    if done.exists():
-        return target
-    target.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11",
-           "--implementation", "cp", "--abi", "cp311", "--abi", "abi3", "--abi", "none", "-d", str(target)]
-    for tag in PLATFORM_TAGS[platform]:
-        cmd += ["--platform", tag]
-    cmd += ["--platform", "any"]
-    subprocess.run([*cmd, *requirements], check=True)
-    done.write_text("\n".join(requirements))
+    if not done.exists():
+        wheelhouse.download(requirements, platform, target)
+        done.write_text("\n".join(requirements))
     return target
 
 

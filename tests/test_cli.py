@@ -53,3 +53,27 @@ def test_python_dash_m_and_version() -> None:
     result = subprocess.run([sys.executable, "-m", "bgeimg", "render", "-p", "nope"], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.startswith("error: unknown profile 'nope'")
     assert "Traceback" not in result.stderr
+
+
+def test_wheelhouse_downloads_for_the_image_platform_not_the_host(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["wheelhouse", "-p", "cpu-slim", "--set", "requirements=[pydantic-core==2.50.4]",
+                                 "--platform", "linux/arm64", "-o", str(tmp_path / "wh")])
+    assert result.exit_code == 0, result.output
+    wheels = [p.name for p in (tmp_path / "wh").glob("*.whl")]
+    assert len(wheels) >= 1 and all("x86_64" not in w for w in wheels)
+    assert any("aarch64" in w and w.startswith("pydantic_core-2.50.4") for w in wheels)
+
+
+def test_wheelhouse_refuses_an_unresolvable_pin(tmp_path: Path, capsys, monkeypatch) -> None:
+    from bgeimg.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["bgeimg", "wheelhouse", "--set", "requirements=[fastapi==0.0.999]",
+                                      "--set", "torch_index_url=null", "-o", str(tmp_path / "wh")])
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 3
+    assert err.startswith("error: pip could not download wheels for linux/amd64: ERROR: ")
+    assert "fastapi==0.0.999" in err and "Traceback" not in err
