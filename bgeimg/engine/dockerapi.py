@@ -27,7 +27,8 @@ class DockerApiEngine(Engine):
     @property
     def client(self):
         if self._client is None:
-            self._client = api_client()
+            # A long step under qemu (installing torch for arm64) can be silent for many minutes.
+            self._client = api_client(timeout=3600)
         return self._client
 
     def available(self) -> bool:
