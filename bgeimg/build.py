@@ -22,6 +22,7 @@ from typing import Callable
 
 from bgeimg import context as contexts
 from bgeimg import engine as engines
+from bgeimg import model as models
 from bgeimg import render as rendering
 from bgeimg.engine.base import (
     BuildError,
@@ -60,6 +61,8 @@ class BuildOptions:
     cache_to: list[str] = field(default_factory=list)
     project_dir: Path = field(default_factory=Path.cwd)
     binfmt_dir: Path | None = None  # None: $BGEIMG_BINFMT_DIR or /proc/sys/fs/binfmt_misc
+    lock_file: Path | None = None  # bgeimg.lock: pins hf:// models to a commit and file digests
+    update_lock: bool = False
 
 
 @dataclass
@@ -245,8 +248,9 @@ def build(
     directory = options.context_dir or context_home(options.image, engine.syntax)
     directory.mkdir(parents=True, exist_ok=True)
     # One context for every platform: the Dockerfile is the same, only --platform differs.
+    lock = models.Lock.load(options.lock_file, update=options.update_lock) if options.lock_file else None
     contexts.prepare(profile, directory, render_options, wheelhouse=options.wheelhouse,
-                     ca_bundle=options.ca_bundle)
+                     ca_bundle=options.ca_bundle, lock=lock)
     for group in groups:
         if len(group) == 1:
             tags = [platform_tag(options.image, group[0])]

@@ -35,11 +35,24 @@ ProfileOpt = typer.Option(None, "--profile", "-p", help="Profile name or alias (
 SetOpt = typer.Option(None, "--set", help="Override a profile value: key.path=value (YAML scalar). Repeatable.")
 ConfigOpt = typer.Option(None, "--config", "-c", help="Project config file (default: ./bgeimg.yaml when present).")
 ProfilesDirOpt = typer.Option(None, "--profiles-dir", help="Directory of user profiles (*.yaml). Repeatable.")
+ModelOpt = typer.Option(None, "--model", "-m", help="Model to serve: hf://org/name@revision, a local directory, "
+                        "or none (same as --set model=...).")
 
 
-def resolve_profile(name, sets, config, profiles_dirs) -> profiles.Resolved:
+def resolve_profile(name, sets, config, profiles_dirs, model: str | None = None) -> profiles.Resolved:
     cfg = profiles.load_config(config)
-    return profiles.resolve(name, config=cfg, sets=sets or [], profile_dirs=list(profiles_dirs or []))
+    sets = list(sets or [])
+    if model:
+        if model.startswith("hf://") or model == "none":
+            sets.append(f"model={model}")
+        else:  # a directory given on the command line is relative to where the command runs
+            sets += ["model.source=path", f"model.path={Path(model).resolve()}"]
+    return profiles.resolve(name, config=cfg, sets=sets, profile_dirs=list(profiles_dirs or []))
+
+
+def lock_path(resolved: profiles.Resolved) -> Path:
+    config = resolved.config.path if resolved.config else None
+    return (config.parent if config else Path.cwd()) / "bgeimg.lock"
 
 
 def _version(value: bool) -> None:
@@ -82,18 +95,21 @@ def render(
     set_: Optional[List[str]] = SetOpt,
     config: Optional[Path] = ConfigOpt,
     profiles_dir: Optional[List[Path]] = ProfilesDirOpt,
+    model: Optional[str] = ModelOpt,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the build context here."),
     backend: str = typer.Option("classic", "--backend", help="classic (Engine API) or buildkit syntax."),
 ) -> None:
     """Render the build context; without -o, print the Dockerfile."""
     if backend not in ("classic", "buildkit"):
         raise BgeimgError(f"--backend {backend!r}: expected classic or buildkit")
-    resolved = resolve_profile(profile, set_, config, profiles_dir)
+    resolved = resolve_profile(profile, set_, config, profiles_dir, model)
     options = rendering.RenderOptions(backend=backend)
     if output is None:
         sys.stdout.write(rendering.render(resolved.profile, options).dockerfile)
         return
-    context.prepare(resolved.profile, output, options)
+    from bgeimg import model as models
+
+    context.prepare(resolved.profile, output, options, lock=models.Lock.load(lock_path(resolved)))
     err.print(f"rendered profile [bold]{resolved.profile.name}[/] into {output}")
 
 
@@ -103,6 +119,7 @@ def build(
     set_: Optional[List[str]] = SetOpt,
     config: Optional[Path] = ConfigOpt,
     profiles_dir: Optional[List[Path]] = ProfilesDirOpt,
+    model: Optional[str] = ModelOpt,
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Image name[:tag] (default bge-PROFILE:latest); "
                                       "each platform is also tagged NAME:TAG-ARCH."),
     engine: str = typer.Option("auto", "--engine", help="auto, engine (Engine API), buildkit (docker build) or buildx."),
@@ -118,6 +135,9 @@ def build(
     push: bool = typer.Option(False, "--push", help="Push while building (buildx only; else use bgeimg push)."),
     cache_from: Optional[List[str]] = typer.Option(None, "--cache-from", help="Cache source (repeatable)."),
     cache_to: Optional[List[str]] = typer.Option(None, "--cache-to", help="Cache export (buildx only)."),
+    lock: Optional[Path] = typer.Option(None, "--lock", help="Lock file pinning hf:// models (default: bgeimg.lock "
+                                        "beside the project config, or in the working directory)."),
+    update_lock: bool = typer.Option(False, "--update-lock", help="Resolve hf:// revisions again and rewrite the lock."),
 ) -> None:
     """Render the profile and build its image for each platform, then print a summary (and --report JSON)."""
     from bgeimg import build as builds
@@ -130,12 +150,12 @@ def build(
         sets.append(f"mirrors.registry={registry_mirror}")
     if pip_index_url:
         sets.append(f"mirrors.pip_index_url={pip_index_url}")
-    resolved = resolve_profile(profile, sets, config, profiles_dir)
+    resolved = resolve_profile(profile, sets, config, profiles_dir, model)
     options = builds.BuildOptions(
         image=tag or f"bge-{resolved.profile.name}:latest", engine=engine,
         platforms=platform.split(",") if platform else None, wheelhouse=wheelhouse, ca_bundle=ca_bundle,
         context_dir=context_dir, no_cache=no_cache, push=push, cache_from=list(cache_from or []),
-        cache_to=list(cache_to or []),
+        cache_to=list(cache_to or []), lock_file=lock or lock_path(resolved), update_lock=update_lock,
     )
 
     def said(chosen: engines.Chosen) -> None:
@@ -148,6 +168,46 @@ def build(
     out.print(buildview.summary(result))
     for line in buildview.tag_lines(result):
         out.print(line, soft_wrap=True, highlight=False)
+
+
+@app.command()
+def analyze(
+    image: str = typer.Argument(..., help="Image: a local engine image, a `docker save` archive, an OCI layout "
+                                "directory, or registry:HOST/REPO:TAG (read without pulling)."),
+    other: Optional[str] = typer.Argument(None, help="A second image to compare against IMAGE."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="os/arch (optionally /variant) to pick from an index."),
+    source: str = typer.Option("auto", "--source", help="auto, engine, archive, oci or registry."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON (schema: docs/analyze.md)."),
+    max_size: Optional[str] = typer.Option(None, "--max-size", help="Fail (exit 1) above this size, e.g. 1.2GB."),
+    max_wasted: Optional[str] = typer.Option(None, "--max-wasted", help="Fail (exit 1) above this waste, e.g. 10MB."),
+    min_efficiency: Optional[str] = typer.Option(None, "--min-efficiency", help="Fail (exit 1) below, e.g. 0.98."),
+) -> None:
+    """Where the bytes are, what is wasted, and how two images differ. Gates apply to the last image given.
+    Exit codes: 0 ok, 1 a gate failed, 2 bad input, 3 engine or registry failure."""
+    import json
+
+    from bgeimg.analyze import analyze as analyze_image, compare, gates as gating, output
+
+    limits = dict(
+        max_size=gating.parse_size(max_size, "--max-size") if max_size else None,
+        max_wasted=gating.parse_size(max_wasted, "--max-wasted") if max_wasted else None,
+        min_efficiency=gating.parse_ratio(min_efficiency, "--min-efficiency") if min_efficiency else None,
+    )
+    first = analyze_image(image, platform=platform, source=source)
+    second = analyze_image(other, platform=platform, source=source) if other else None
+    gates = gating.check(second or first, **limits)
+    result = compare(first, second) if second else first
+    if json_out:
+        doc = result.to_json()
+        doc["gates"] = [vars(g) for g in gates]
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif second:
+        output.render_comparison(result, gates, out)
+    else:
+        output.render_report(result, gates, out)
+    failed = [g for g in gates if not g.passed]
+    if failed:
+        raise gating.GateFailed("gate failed: " + "; ".join(g.message for g in failed))
 
 
 @app.command("wheelhouse")

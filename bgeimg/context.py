@@ -28,18 +28,29 @@ def prepare(
     *,
     wheelhouse: Path | None = None,
     ca_bundle: Path | None = None,
+    lock: models.Lock | None = None,
 ) -> BuildContext:
-    """Render `profile` into `directory` and add the model files, wheels and CA bundle the options call for."""
+    """Render `profile` into `directory` and add the model files, wheels and CA bundle the options call for.
+
+    The model is fetched first, so the rendered labels carry the commit an `hf://` revision resolved to; with a
+    `lock` the locked commit is used and verified, and the lock file is written back."""
     if options.wheelhouse and (wheelhouse is None or not wheelhouse.is_dir()):
         raise BgeimgError(f"wheelhouse {wheelhouse} is not a directory", "pass --wheelhouse DIR with the .whl files")
     if options.ca_bundle and (ca_bundle is None or not ca_bundle.is_file()):
         raise BgeimgError(f"CA bundle {ca_bundle} is not a file", "pass --ca-bundle FILE (PEM)")
-    rendered = rendering.render(profile, options)
-    rendering.clean_output_dir(directory)
-    rendered.write(directory)
-    model_files = models.materialize(profile.model, directory / "model")
+    rendered = rendering.render(profile, options)  # template errors surface before any download
+    directory.mkdir(parents=True, exist_ok=True)
+    model_files = models.materialize(profile.model, directory / "model", lock=lock,
+                                     endpoint=profile.mirrors.hf_endpoint)
     if not model_files:
         shutil.rmtree(directory / "model", ignore_errors=True)
+    elif model_files.revision != profile.model.revision:
+        profile = profile.model_copy(update={"model": profile.model.model_copy(update={"revision": model_files.revision})})
+        rendered = rendering.render(profile, options)
+    if lock is not None and lock.models:
+        lock.write()
+    rendering.clean_output_dir(directory)
+    rendered.write(directory)
     wheels = directory / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     if options.wheelhouse and wheelhouse is not None:

@@ -152,7 +152,7 @@ class Server(_Strict):
     max_batch_size: int = Field(32, ge=1, le=4096)
     max_length: int | None = Field(None, ge=1, le=131072)
     healthcheck_interval: int = Field(15, ge=1, le=3600)
-    start_period: int = Field(120, ge=0, le=3600)
+    start_period: int = Field(120, ge=1, le=3600)  # Docker refuses 0
 
 
 class User(_Strict):

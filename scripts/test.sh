@@ -15,7 +15,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     python3 -m venv "$VENV"
 fi
 echo "test: installing bgeimg and its test dependencies into $VENV" >&2
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[dev,server-test]' 2> >(grep -v "^WARNING: Location" >&2)
 
 export PATH="$VENV/bin:$PATH"
 exec "$VENV/bin/python" -m pytest "$@"

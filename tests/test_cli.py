@@ -77,3 +77,15 @@ def test_wheelhouse_refuses_an_unresolvable_pin(tmp_path: Path, capsys, monkeypa
     assert code == 3
     assert err.startswith("error: pip could not download wheels for linux/amd64: ERROR: ")
     assert "fastapi==0.0.999" in err and "Traceback" not in err
+
+
+def test_model_flag_takes_a_hub_reference_or_a_directory(tmp_path: Path, minilm_dir: Path, monkeypatch) -> None:
+    result = runner.invoke(app, ["profiles", "show", "cpu-slim"])
+    hub = runner.invoke(app, ["render", "-p", "external-model", "--model", "hf://BAAI/bge-reranker-v2-m3@abc"])
+    assert hub.exit_code == 0 and 'BGE_MODEL_ID="BAAI/bge-reranker-v2-m3"' in hub.stdout
+    assert 'io.bgeimg.model.revision="abc"' in hub.stdout
+    monkeypatch.chdir(minilm_dir.parent)
+    local = runner.invoke(app, ["render", "-p", "cpu-slim", "--model", minilm_dir.name, "-o", str(tmp_path / "c")])
+    assert local.exit_code == 0, local.output
+    assert (tmp_path / "c" / "model" / "model.safetensors").exists()
+    assert result.exit_code == 0

@@ -1,0 +1,342 @@
+"""Read one layer tar (plain, gzip or zstd) as a stream and keep only what the report needs.
+
+Nothing is extracted and no file content is kept, except the small `*.dist-info/RECORD` files that say which
+Python distribution owns which file. Sizes are counted from the bytes that pass, never from the gzip ISIZE
+trailer (it is the size modulo 4 GiB).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import posixpath
+from dataclasses import dataclass, field
+
+from bgeimg.analyze.errors import AnalyzeInputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+CHUNK = 1 << 20
+RECORD_MAX = 8 << 20  # a RECORD larger than this is not a RECORD worth reading
+
+
+def sniff(head: bytes) -> str | None:
+    """Compression of a blob from its first bytes: 'gzip', 'zstd', 'none' (a tar) or None (not a layer)."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "none"
+    if len(head) >= 512 and head[:512] == b"\0" * 512:  # an empty layer is a tar of zero blocks
+        return "none"
+    return None
+
+
+def norm(name: str) -> str:
+    """Tar member name -> absolute path without trailing slash ('./usr/bin/' -> '/usr/bin')."""
+    if name[:1] not in ("/", ".") and "//" not in name and "/." not in name:  # the common, clean case
+        return "/" + name.rstrip("/")
+    return posixpath.normpath("/" + name.lstrip("/"))
+
+
+@dataclass
+class LayerScan:
+    """What one layer holds. `size` is the content size the engine reports (regular file bytes, symlink target
+    lengths, hard links once); `tar_size` is the exact length of the uncompressed tar stream."""
+
+    compression: str = "none"
+    tar_size: int = 0
+    size: int = 0
+    files: dict[str, int] = field(default_factory=dict)  # every non-directory entry -> its size
+    dirs: set[str] = field(default_factory=set)
+    symlinks: set[str] = field(default_factory=set)  # their size is the target length (dive counts 0)
+    whiteouts: list[str] = field(default_factory=list)  # paths this layer deletes from the layers below
+    opaque: list[str] = field(default_factory=list)  # directories whose lower contents this layer hides
+    records: dict[str, bytes] = field(default_factory=dict)  # dist-info RECORD path -> its text
+
+
+class _CountingRaw(io.RawIOBase):
+    """Raw reader over a decompressor that counts the bytes it yields (the exact uncompressed tar length)."""
+
+    def __init__(self, src):
+        self.src = src
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.src.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.count += n
+        return n
+
+
+def _decompressor(fileobj, compression: str):
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=fileobj, mode="rb")
+    if compression == "zstd":
+        return _Zstd(fileobj)
+    return fileobj
+
+
+class _Zstd:
+    """zstd frames, one after another, as a stream; a frame cut short is an error (zstandard's stream_reader
+    ends quietly on truncated input)."""
+
+    def __init__(self, src):
+        import zstandard
+
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self.src = src
+        self.obj = self._new()
+        self.buf = b""
+        self.started = False
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.buf:
+            chunk = self.src.read(CHUNK)
+            if not chunk:
+                if self.started and not self.obj.eof:
+                    raise EOFError("zstd stream ended before the end of its frame")
+                return b""
+            while chunk:
+                if self.obj.eof:
+                    self.obj = self._new()
+                self.started = True
+                self.buf += self.obj.decompress(chunk)
+                chunk = self.obj.unused_data if self.obj.eof else b""
+        if n < 0 or n >= len(self.buf):
+            out, self.buf = self.buf, b""
+        else:
+            out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+
+class TarCorrupt(ValueError):
+    pass
+
+
+def scan_layer(fileobj, *, size: int | None = None, seekable: bool = False, what: str = "layer") -> LayerScan:
+    """Scan a layer blob. `fileobj` must support `peek` (a BufferedReader) so the magic bytes can be sniffed.
+
+    A seekable plain tar of known `size` is walked header to header (file data is skipped by seeking); anything
+    else is read once, front to back, and every byte counted."""
+    head = fileobj.peek(512)[:512]
+    compression = sniff(head)
+    if compression is None:
+        raise AnalyzeInputError(f"{what} is not a tar, gzip or zstd layer")
+    scan = LayerScan(compression=compression)
+    try:
+        if compression == "none" and seekable and size is not None:
+            start = fileobj.tell()
+            _walk(fileobj, scan, seekable=True)
+            if fileobj.tell() - start > size:
+                raise TarCorrupt("unexpected end of data")
+            scan.tar_size = size
+        else:
+            raw = _CountingRaw(_decompressor(fileobj, compression))
+            stream = io.BufferedReader(raw, CHUNK)
+            _walk(stream, scan, seekable=False)
+            while stream.read(CHUNK):  # the zero blocks and padding after the end marker count too
+                pass
+            scan.tar_size = raw.count
+    except AnalyzeInputError:
+        raise
+    except (EOFError, OSError, ValueError) as exc:
+        raise AnalyzeInputError(f"{what} is truncated or corrupt ({type(exc).__name__}: {exc})",
+                                "re-create the archive, e.g. with `docker save -o FILE IMAGE`") from None
+    except Exception as exc:  # zstandard.ZstdError and friends
+        if type(exc).__module__.startswith("zstandard"):
+            raise AnalyzeInputError(f"{what} is truncated or corrupt (zstd: {exc})") from None
+        raise
+    return scan
+
+
+ZERO_BLOCK = bytes(512)
+_PAD = 511
+
+
+def _octal(field: bytes) -> int:
+    if field[:1] and field[0] & 0x80:  # base-256 (GNU), for sizes of 8 GiB and more
+        n = int.from_bytes(field[1:], "big")
+        return n
+    field = field.split(b"\0", 1)[0].strip(b" \0")
+    return int(field, 8) if field else 0
+
+
+def _pax(data: bytes) -> dict[str, str]:
+    out = {}
+    pos = 0
+    while pos < len(data):
+        sp = data.index(b" ", pos)
+        length = int(data[pos:sp])
+        rec = data[sp + 1: pos + length - 1]  # drop the trailing newline
+        key, _, value = rec.partition(b"=")
+        out[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+def _walk(f, scan: LayerScan, seekable: bool) -> None:
+    """Walk tar headers (ustar, GNU long names, PAX), skipping file data. Faster than tarfile by avoiding a
+    TarInfo per member; layers of venvs hold tens of thousands of files."""
+    files, dirs = scan.files, scan.dirs
+    read = f.read
+
+    def skip(n: int) -> None:
+        if seekable:
+            f.seek(n, 1)
+            return
+        while n > 0:
+            got = len(read(min(n, CHUNK)))
+            if not got:
+                raise TarCorrupt("unexpected end of data")
+            n -= got
+
+    def data(n: int) -> bytes:
+        block = read(n)
+        if len(block) < n:
+            raise TarCorrupt("unexpected end of data")
+        skip(-n & _PAD)
+        return block
+
+    pending: dict[str, str] = {}
+    first = True
+    while True:
+        hdr = read(512)
+        if len(hdr) < 512:
+            if not hdr:
+                return  # no end marker: accepted, as Go's archive/tar does
+            raise TarCorrupt("unexpected end of data")
+        if hdr == ZERO_BLOCK:
+            return
+        if first:  # one checksum proves it is a tar; later garbage fails the octal parsing or reads past the end
+            first = False
+            chk = hdr[148:156].split(b"\0", 1)[0].strip(b" ")
+            if not chk or int(chk, 8) != sum(hdr) - sum(hdr[148:156]) + 256:
+                raise TarCorrupt("bad tar header checksum")
+        kind = hdr[156:157]
+        size = _octal(hdr[124:136])
+        if kind in (b"x", b"g", b"L", b"K"):
+            payload = data(size)
+            if kind == b"x" and (b"path=" in payload or b"size=" in payload):  # else only times/xattrs
+                pending.update(_pax(payload))
+            elif kind == b"L":
+                pending["path"] = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            elif kind == b"K":
+                pending["linkpath"] = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            continue
+        if pending:
+            name = pending.get("path")
+            linkname = pending.get("linkpath")
+            if "size" in pending:
+                size = int(pending["size"])
+            pending = {}
+        else:
+            name = linkname = None
+        if name is None:
+            name = hdr[0:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            if hdr[257:262] == b"ustar" and hdr[345]:
+                prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                name = prefix + "/" + name
+        path = norm(name)
+        parent, _, base = path.rpartition("/")
+        has_data = kind in (b"0", b"\0", b"7")
+        if base.startswith(WHITEOUT):
+            if base == OPAQUE:
+                scan.opaque.append(parent or "/")
+            elif not base.startswith(WHITEOUT + WHITEOUT):  # .wh..wh.plnk etc. are aufs metadata, not deletions
+                scan.whiteouts.append(parent + "/" + base[len(WHITEOUT):])
+            if has_data and size:
+                skip(size + (-size & _PAD))
+            continue
+        if kind == b"5":
+            dirs.add(path)
+            continue
+        if has_data:
+            n = size
+            if base == "RECORD" and n <= RECORD_MAX and parent.endswith(".dist-info"):
+                scan.records[path] = data(n)
+            elif n:
+                skip(n + (-n & _PAD))
+        elif kind == b"2":
+            if linkname is None:
+                linkname = hdr[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            n = len(linkname.encode("utf-8", "surrogateescape"))  # what lstat reports: the engine counts it
+            scan.symlinks.add(path)
+        else:
+            n = 0  # hard links (counted once, at their target), devices, fifos
+            if size and kind not in (b"1",):
+                skip(size + (-size & _PAD))
+        files[path] = n
+        scan.size += n
+
+
+class Window:
+    """A byte range of a file on disk (a layer inside an archive, or a blob), read with os.pread through a small
+    window: walking tar headers is then a slice per header and a number per skip, with no buffer to discard."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, fd: int, start: int, size: int):
+        self.fd, self.start, self.end = fd, start, start + size
+        self.pos = start
+        self.buf = b""
+        self.buf_at = start
+
+    def _fill(self, n: int) -> None:
+        want = min(max(n, self.BLOCK), max(self.end - self.pos, 0))
+        self.buf = os.pread(self.fd, want, self.pos) if want else b""
+        self.buf_at = self.pos
+
+    def peek(self, n: int = 1) -> bytes:
+        off = self.pos - self.buf_at
+        if off < 0 or off + n > len(self.buf):
+            self._fill(n)
+            off = 0
+        return self.buf[off: off + n]
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = self.end - self.pos
+        if n > self.BLOCK:  # big reads (decompressor input): straight from the file
+            data = os.pread(self.fd, min(n, max(self.end - self.pos, 0)), self.pos)
+        else:
+            data = self.peek(n)
+        self.pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = self.start + offset if whence == 0 else self.pos + offset
+        return self.pos - self.start
+
+    def tell(self) -> int:
+        return self.pos - self.start
+
+
+class ChunkStream(io.RawIOBase):
+    """A file object over an iterator of byte chunks (docker-py's streamed `get_image`)."""
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not len(self._buf):
+            try:
+                self._buf = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
