@@ -13,6 +13,7 @@ DATA = Path(__file__).resolve().parent / "data"
 PREFIX = "bgeimg-test-build"
 TINY = ["fastapi", "uvicorn"]  # all the placeholder server needs
 UNAME_TEMPLATE = DATA / "uname.Dockerfile.j2"
+PLACEHOLDER_APP = DATA / "placeholder_server"  # answers /health with fastapi + uvicorn only (no torch)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
