@@ -13,7 +13,6 @@ import json
 import os
 import platform as host
 import re
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from typing import Callable
 
 from bgeimg import context as contexts
 from bgeimg import engine as engines
+from bgeimg import gitinfo, tags
 from bgeimg import model as models
 from bgeimg import render as rendering
 from bgeimg.engine.base import (
@@ -158,34 +158,13 @@ def split_image(image: str) -> tuple[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Per-build labels. The tags issue adds bgeimg.tags.oci_labels(); this keeps the same keys until then.
-
-
-def _git(project_dir: Path, *args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(project_dir), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
-
-
-def _strip_credentials(url: str) -> str:
-    # A remote like https://user:token@host/repo must never reach a label.
-    return re.sub(r"^([a-z+]+://)[^@/]+@", r"\1", url)
+# Per-build labels, decided by bgeimg.tags.oci_labels from the git facts of the project directory.
 
 
 def build_labels(project_dir: Path, version: str, now: datetime | None = None) -> dict[str, str]:
-    """`org.opencontainers.image.created/.revision/.version/.source` for this build."""
-    created = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    labels = {"org.opencontainers.image.created": created.isoformat().replace("+00:00", "Z"),
-              "org.opencontainers.image.version": version}
-    revision = _git(project_dir, "rev-parse", "HEAD")
-    if revision:
-        labels["org.opencontainers.image.revision"] = revision
-    source = _git(project_dir, "remote", "get-url", "origin")
-    if source:
-        labels["org.opencontainers.image.source"] = _strip_credentials(source)
-    return labels
+    """`org.opencontainers.image.created/.revision/.version/.source` for this build (tags.oci_labels decides)."""
+    return tags.oci_labels(created=now or datetime.now(timezone.utc), version=version,
+                           revision=gitinfo.facts(project_dir).commit, source=gitinfo.origin_url(project_dir))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -67,7 +68,9 @@ def verdict(report, gates) -> str:
 def render_report(report, gates, console: Console) -> None:
     sizes = [(layer.size if layer.size is not None else layer.compressed_size) or 0 for layer in report.layers]
     biggest = max(sizes, default=0)
-    table = Table(title=f"{report.ref}  [dim]{report.source} · {report.platform}[/]", title_justify="left")
+    note = "" if report.files_scanned else " · compressed sizes"
+    table = Table(title=f"{escape(report.ref)}  [dim]{report.source} · {report.platform}{note}[/]",
+                  title_justify="left")
     # Every width fixed: rich would otherwise squeeze the narrow columns to nothing before the long ones.
     wide = console.width >= 110
     bar_w = BAR if wide else 8
@@ -82,7 +85,7 @@ def render_report(report, gates, console: Console) -> None:
     if wide:
         table.add_column("biggest file", width=file_w, no_wrap=True, overflow="ellipsis")
     for layer, size in zip(report.layers, sizes):
-        label = human(layer.size) if layer.size is not None else f"{human(layer.compressed_size)} gz"
+        label = human(layer.size) if layer.size is not None else human(layer.compressed_size)
         top = layer.top_files[0] if layer.top_files else None
         row = [str(layer.index), label, bar(size, biggest, bar_w), layer.category, _short(layer.instruction, ins_w)]
         if wide:

@@ -415,6 +415,8 @@ def build_report(data: ImageData) -> ImageReport:
         h = history[i] if i < len(history) else None
         ins = instruction(h.get("created_by")) if h else None
         category = "base image" if i < n_base else categorise(ins, scan.files if scan else None, model_dir)
+        if i == 0 and n_base == 0 and category in ("system packages", "other"):
+            category = "base image"  # the first layer is some base's root filesystem unless it says otherwise
         top = []
         if scan is not None:
             replay.apply(i, scan)

@@ -374,7 +374,7 @@ def open_image(ref: str, platform: str | None = None, source: str | None = None)
     """Read IMAGE from wherever it is. `source` forces one (engine|archive|oci|registry); a `transport:` prefix
     (docker-archive:, oci:, docker-daemon:, registry:, docker://) does the same."""
     head, sep, rest = ref.partition(":")
-    if sep and head in TRANSPORTS and not source:
+    if sep and head in TRANSPORTS and source in (None, "auto"):
         source, ref = TRANSPORTS[head], rest.removeprefix("//")
     if source not in (None, "auto", "engine", "archive", "oci", "registry"):
         raise AnalyzeInputError(f"--source {source!r}: expected auto, engine, archive, oci or registry")

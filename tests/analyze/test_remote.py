@@ -56,7 +56,7 @@ def test_registry_index_platforms(registry):
     ref = f"registry:{registry}/library/python:3.11-slim"
     amd = analyze(ref)
     arm = analyze(ref, platform="linux/arm64")
-    assert (amd.platform, arm.platform) == ("linux/amd64", "linux/arm64")
+    assert amd.platform == "linux/amd64" and arm.platform.startswith("linux/arm64")  # the config may add /v8
     index = get_manifest(registry, "library/python", "3.11-slim")
     digests = {d["platform"]["architecture"]: d["digest"] for d in index["manifests"]}
     assert amd.manifest_digest == digests["amd64"] and arm.manifest_digest == digests["arm64"]
