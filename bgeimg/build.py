@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import os
 import platform as host
-import shutil
-import tempfile
+import re
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from bgeimg import context as contexts
 from bgeimg import engine as engines
@@ -56,7 +54,7 @@ class BuildOptions:
     platforms: list[str] | None = None  # None: the profile's
     wheelhouse: Path | None = None
     ca_bundle: Path | None = None
-    context_dir: Path | None = None  # None: a temporary directory, removed afterwards
+    context_dir: Path | None = None  # None: a per-image directory under the user's cache (see context_home)
     no_cache: bool = False
     push: bool = False
     cache_from: list[str] = field(default_factory=list)
@@ -160,7 +158,7 @@ def split_image(image: str) -> tuple[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Per-build labels. The tags issue adds bgeimg.tags.oci_labels(); this keeps the same keys until then.
+# Per-build labels, decided by bgeimg.tags.oci_labels from the git facts of the project directory.
 
 
 def build_labels(project_dir: Path, version: str, now: datetime | None = None) -> dict[str, str]:
@@ -173,17 +171,12 @@ def build_labels(project_dir: Path, version: str, now: datetime | None = None) -
 # The build
 
 
-@contextmanager
-def _context_dir(path: Path | None) -> Iterator[Path]:
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
-        return
-    tmp = Path(tempfile.mkdtemp(prefix="bgeimg-context-"))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def context_home(image: str, syntax: str) -> Path:
+    """The default context directory: stable per image and builder, because BuildKit sends only the files
+    that changed since its last build from the same directory (a fresh temporary one means sending the
+    wheelhouse and the weights again on every rebuild)."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bgeimg" / "contexts"
+    return root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', image)}.{syntax}"
 
 
 def _daemon_mirrors() -> list[str]:
@@ -231,41 +224,43 @@ def build(
     # buildx pushing builds every platform in one call; everything else builds one platform at a time.
     groups = [platforms] if (engine.multi_platform and options.push) else [[p] for p in platforms]
     results: list[PlatformResult] = []
-    with _context_dir(options.context_dir) as directory:
-        lock = models.Lock.load(options.lock_file, update=options.update_lock) if options.lock_file else None
-        contexts.prepare(profile, directory, render_options, wheelhouse=options.wheelhouse,
-                         ca_bundle=options.ca_bundle, lock=lock)
-        for group in groups:
-            if len(group) == 1:
-                tags = [platform_tag(options.image, group[0])]
-                if group[0] == host_platform():
-                    tags.append(options.image)
-            else:
-                tags = [options.image]
-            request = BuildRequest(
-                context_dir=directory, tags=tuple(tags), platforms=tuple(group), labels=labels, secrets=secrets,
-                cache_from=tuple(options.cache_from), cache_to=tuple(options.cache_to), no_cache=options.no_cache,
-                push=options.push,
-            )
-            log = StepLog()
-            started = time.monotonic()
-            image_id = None
-            try:
-                for event in engine.build(request, log):
-                    if event.kind == "done":
-                        image_id = event.image_id
-                    if on_event is not None:
-                        on_event(",".join(group), event, log)
-            except BuildError as exc:
-                raise classify_failure(exc.raw, exc.steps or log.steps, base_images=base_images, mirror=mirror,
-                                       wheelhouse=options.wheelhouse is not None, platform=",".join(group)) from None
-            seconds = time.monotonic() - started
-            assert image_id is not None
-            if options.push:
-                results.append(PlatformResult(",".join(group), image_id, tags, 0, 0, "", seconds, log.steps))
-                continue
-            info = engine.inspect_image(image_id)
-            results.append(PlatformResult(group[0], info.id, tags, info.size, info.layers, info.architecture,
-                                          seconds, log.steps))
+    directory = options.context_dir or context_home(options.image, engine.syntax)
+    directory.mkdir(parents=True, exist_ok=True)
+    # One context for every platform: the Dockerfile is the same, only --platform differs.
+    lock = models.Lock.load(options.lock_file, update=options.update_lock) if options.lock_file else None
+    contexts.prepare(profile, directory, render_options, wheelhouse=options.wheelhouse,
+                     ca_bundle=options.ca_bundle, lock=lock)
+    for group in groups:
+        if len(group) == 1:
+            tags = [platform_tag(options.image, group[0])]
+            if group[0] == host_platform():
+                tags.append(options.image)
+        else:
+            tags = [options.image]
+        request = BuildRequest(
+            context_dir=directory, tags=tuple(tags), platforms=tuple(group), labels=labels, secrets=secrets,
+            cache_from=tuple(options.cache_from), cache_to=tuple(options.cache_to), no_cache=options.no_cache,
+            push=options.push,
+        )
+        log = StepLog()
+        started = time.monotonic()
+        image_id = None
+        try:
+            for event in engine.build(request, log):
+                if event.kind == "done":
+                    image_id = event.image_id
+                if on_event is not None:
+                    on_event(",".join(group), event, log)
+        except BuildError as exc:
+            raise classify_failure(exc.raw, exc.steps or log.steps, base_images=base_images, mirror=mirror,
+                                   wheelhouse=options.wheelhouse is not None, platform=",".join(group)) from None
+        seconds = time.monotonic() - started
+        assert image_id is not None
+        if options.push:
+            results.append(PlatformResult(",".join(group), image_id, tags, 0, 0, "", seconds, log.steps))
+            continue
+        info = engine.inspect_image(image_id)
+        results.append(PlatformResult(group[0], info.id, tags, info.size, info.layers, info.architecture,
+                                      seconds, log.steps))
     return BuildReport(profile=profile.name, engine=engine.name, engine_reason=chosen.reason, image=options.image,
                        labels=labels, platforms=results)

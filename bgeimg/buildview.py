@@ -49,13 +49,17 @@ class LiveView:
         self.live.update(Panel(body, title=title, title_align="left"))
 
 
-def summary(report: BuildReport) -> Group:
-    # Tags are listed under the table, whole: CI logs are narrow and a cut-off tag is useless.
+def summary(report: BuildReport) -> Table:
+    """Per platform: image id, size, layers, time, cached steps. Tags go on their own lines (`tag_lines`)."""
     table = Table(*(Column(name, overflow="fold") for name in
                     ("platform", "image id", "size (MB)", "layers", "seconds", "cached steps")),
                   title=f"{report.profile} built with {report.engine}")
     for result in report.platforms:
         table.add_row(result.platform, result.image_id.removeprefix("sha256:")[:12], f"{result.size / 1e6:.1f}",
                       str(result.layers), f"{result.seconds:.1f}", f"{result.cached_steps}/{len(result.steps)}")
-    lines = [f"{tag}  {r.image_id.removeprefix('sha256:')[:12]}" for r in report.platforms for tag in r.tags]
-    return Group(table, Text("\n".join(lines)))
+    return table
+
+
+def tag_lines(report: BuildReport) -> list[str]:
+    """`TAG  IMAGE-ID` per tag made; printed whole (soft-wrapped), since CI logs are narrow and a cut tag is useless."""
+    return [f"{tag}  {r.image_id.removeprefix('sha256:')[:12]}" for r in report.platforms for tag in r.tags]

@@ -166,6 +166,8 @@ def build(
     if report is not None:
         result.write(report)
     out.print(buildview.summary(result))
+    for line in buildview.tag_lines(result):
+        out.print(line, soft_wrap=True, highlight=False)
 
 
 @app.command()

@@ -188,14 +188,14 @@ def classify_failure(
                             "check the requirement's name and version, or the pip index mirror")
 
     if _NO_MATCHING_PLATFORM_RE.search(message):
-        image = _named_image(message, base_images)
+        image = _which_image(message, base_images)
         return PlatformError(f"base image {image} has no {platform} variant: {_one_line(message)}",
                              "choose a platform the base image provides, or another base image")
 
-    from_step = failing is None or failing.name.split("] ")[-1].upper().startswith("FROM") or "FROM " in (
-        failing.name if failing else "")
-    if _NOT_FOUND_RE.search(message) and (from_step or _named_image(message, base_images, None)):
-        image = _named_image(message, base_images)
+    # A missing base shows up before any step ran, on a FROM step, or as an error naming the image.
+    at_from = failing is None or failing.instruction.upper().startswith("FROM ")
+    if _NOT_FOUND_RE.search(message) and (at_from or _named_image(message, base_images)):
+        image = _which_image(message, base_images)
         via = f"through the mirror {mirror}" if mirror else "through the engine's default registry and mirrors"
         return BaseImageNotFound(
             f"base image {image} not found ({via}): {_one_line(message)}",
@@ -208,15 +208,18 @@ def classify_failure(
     return BuildError(f"build failed ({platform}): {_one_line(message)}")
 
 
-def _named_image(message: str, base_images: list[str], default: str | None = "?") -> str | None:
+def _named_image(message: str, base_images: list[str]) -> str | None:
+    """The base image the builder's message is about, if it names one."""
     for image in base_images:
         name = image.split("@")[0]
         bare = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
         if name in message or bare in message:
             return image
-    if default == "?":
-        return " or ".join(dict.fromkeys(base_images)) or "(unknown)"
-    return default
+    return None
+
+
+def _which_image(message: str, base_images: list[str]) -> str:
+    return _named_image(message, base_images) or " or ".join(dict.fromkeys(base_images)) or "(unknown)"
 
 
 def _one_line(text: str) -> str:

@@ -27,7 +27,8 @@ class DockerApiEngine(Engine):
     @property
     def client(self):
         if self._client is None:
-            self._client = api_client()
+            # A long step under qemu (installing torch for arm64) can be silent for many minutes.
+            self._client = api_client(timeout=3600)
         return self._client
 
     def available(self) -> bool:
@@ -143,7 +144,7 @@ class DockerApiEngine(Engine):
             yield log.step(match.group(3))
         elif line.strip() == "---> Using cache":
             yield log.cached()
-        elif line.startswith((" ---> ", "Removing intermediate container")) or not line.strip():
+        elif line.startswith((" ---> ", "Removing intermediate container", "Successfully ")) or not line.strip():
             return  # layer ids and "Running in" are bookkeeping, not output
         else:
             yield log.output(line)

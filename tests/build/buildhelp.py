@@ -13,6 +13,7 @@ DATA = Path(__file__).resolve().parent / "data"
 PREFIX = "bgeimg-test-build"
 TINY = ["fastapi", "uvicorn"]  # all the placeholder server needs
 UNAME_TEMPLATE = DATA / "uname.Dockerfile.j2"
+PLACEHOLDER_APP = DATA / "placeholder_server"  # answers /health with fastapi + uvicorn only (no torch)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -48,6 +49,8 @@ def build_with_report(tmp_path: Path, *args: str, env: dict[str, str] | None = N
     import json
 
     report = tmp_path / f"report-{time.monotonic_ns()}.json"
+    if "--context" not in args:  # keep contexts in the test's tmp dir, not the user's cache
+        args = (*args, "--context", str(tmp_path / "context"))
     proc = run_cli("build", *args, "--report", str(report), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr

@@ -27,3 +27,9 @@ def image_name(docker_api):
                     docker_api.remove_image(tag, noprune=False)
                 except Exception:
                     pass  # still used by a container of this test run being removed; harmless
+
+
+@pytest.fixture(autouse=True)
+def _contexts_in_tmp(tmp_path, monkeypatch):
+    """Build contexts default to ~/.cache/bgeimg/contexts; tests keep theirs in their own tmp dir."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))

@@ -106,3 +106,9 @@ def test_missing_wheelhouse_and_ca_bundle_are_bad_input(tmp_path):
     assert f"wheelhouse {tmp_path / 'none'} is not a directory" in line
     line = assert_one_line_error(run_cli("build", "--ca-bundle", str(tmp_path / "ca.pem")), 2)
     assert f"CA bundle {tmp_path / 'ca.pem'} is not a file" in line
+
+
+@pytest.mark.engine
+def test_push_without_buildx_points_to_bgeimg_push(docker_api):
+    line = assert_one_line_error(run_cli("build", "-p", "external-model", "--engine", "engine", "--push"), 2)
+    assert "--push needs the buildx backend (this build uses engine)" in line and "bgeimg push" in line

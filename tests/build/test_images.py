@@ -1,12 +1,13 @@
 """Real builds of the shipped profiles on both local backends, amd64 and arm64 (under qemu): each image has
 the asked architecture (its config, and a RUN step's `uname -m`), runs as uid 10001 and answers its HEALTHCHECK.
-The tiny requirement set (fastapi + uvicorn, what the placeholder server needs) comes from a wheelhouse."""
+The tiny requirement set (fastapi + uvicorn) comes from a wheelhouse and serves a placeholder app with the
+real entrypoint and HEALTHCHECK; the real server is built and served by the slow wheelhouse test."""
 
 from __future__ import annotations
 
 import pytest
 
-from buildhelp import TINY, UNAME_TEMPLATE, build_with_report, run_and_probe
+from buildhelp import PLACEHOLDER_APP, TINY, UNAME_TEMPLATE, build_with_report, run_and_probe
 
 MACHINE = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 PROFILES = ["cpu-slim", "external-model", "gpu"]
@@ -24,7 +25,8 @@ CASES = [_case(p, b, pl) for p in PROFILES for b in ("engine", "buildkit") for p
 @pytest.mark.parametrize("profile,backend,platform", CASES)
 def test_profile_builds_runs_non_root_and_is_healthy(profile, backend, platform, tmp_path, docker_api, tiny_wheels,
                                                      minilm_dir, image_name):
-    sets = [f"requirements=[{','.join(TINY)}]", f"template={UNAME_TEMPLATE}", "server.healthcheck_interval=1"]
+    sets = [f"requirements=[{','.join(TINY)}]", f"template={UNAME_TEMPLATE}", "server.healthcheck_interval=1",
+            f"app_dir={PLACEHOLDER_APP}"]
     if profile != "external-model":
         sets.append(f"model={minilm_dir}")
     args = ["-p", profile, "--engine", backend, "--platform", platform, "--wheelhouse", str(tiny_wheels(platform)),
