@@ -261,13 +261,13 @@ def push_cmd(
     from bgeimg.engine.base import api_client
 
     cfg = profiles.load_config(config)
+    name = repo or pushing.repository_name(image[0])
+    targets = [pushing.target(r, name) for r in [pushing.resolve_registry(registry, cfg.registry), *(mirror or [])]]
     policy = tagging.policy_from_config(
         cfg.tags, schemes=tuple(scheme) if scheme else None, latest=latest, prefix=prefix, suffix=suffix,
         long_commit=long_commit or None, allow_dirty=allow_dirty, extra=tuple(tag or ()))
     project = cfg.path.parent if cfg.path else Path.cwd()
     tagset = tagging.compute_tags(policy, version=version, git=gitinfo.facts(project), now=datetime.now(timezone.utc))
-    name = repo or pushing.repository_name(image[0])
-    targets = [pushing.target(r, name) for r in [pushing.resolve_registry(registry, cfg.registry), *(mirror or [])]]
     docker_api = api_client()
     platforms = platform.split(",") if platform else None
     local = pushing.platform_images(docker_api, image[0], platforms) if len(image) == 1 else list(image)

@@ -136,9 +136,10 @@ def _gzip_to(src, dest: Path) -> tuple[str, int, str]:
 def export(docker_api, ref: str, workdir: Path) -> PlatformImage:
     """Stream `docker save REF` (never whole in memory) into a config blob and gzipped layer files."""
     try:
-        stream = docker_api.get_image(ref)
-    except Exception as exc:
-        raise PushError(f"no local image {ref}", "build it first (bgeimg build) or name an existing image") from exc
+        docker_api.inspect_image(ref)  # get_image is lazy: a missing image would only fail mid-stream
+    except Exception:
+        raise PushError(f"no local image {ref}", "build it first (bgeimg build) or name an existing image") from None
+    stream = docker_api.get_image(ref)
     reader = _StreamReader(stream)
     workdir = Path(tempfile.mkdtemp(dir=workdir))  # one directory per image: layer file names repeat
     compressed: dict[str, tuple[str, int, str, Path]] = {}

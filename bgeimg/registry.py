@@ -331,6 +331,8 @@ class RegistryClient:
         """One HTTP exchange with retries on connection errors and 5xx/429 (not on 4xx)."""
         kw.setdefault("timeout", self.timeout)
         kw.setdefault("allow_redirects", True)
+        # Per request: requests lets $REQUESTS_CA_BUNDLE override a session's `verify` (psf/requests#3829).
+        kw.setdefault("verify", self.session.verify)
         attempt = 0
         while True:
             try:
@@ -361,14 +363,16 @@ class RegistryClient:
             try:
                 resp = self._send("GET", url)
             except RegistryError as exc:
-                last = exc
+                if last is None or "TLS" not in str(last):  # a TLS failure says more than the plain-HTTP retry
+                    last = exc
                 continue
             if resp.status_code in (200, 401) or resp.headers.get("Docker-Distribution-API-Version"):
                 self._base = f"{scheme}://{self.api_host}"
                 if resp.status_code == 401:
                     self._challenge = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
                 return self._base
-            last = RegistryError(f"{url} answered HTTP {resp.status_code}: not a registry v2 API")
+            if last is None or "TLS" not in str(last):
+                last = RegistryError(f"{url} answered HTTP {resp.status_code}: not a registry v2 API")
         assert last is not None
         raise last
 

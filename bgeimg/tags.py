@@ -153,6 +153,7 @@ def compute_tags(policy: TagPolicy, *, version: str | None = None, git: GitFacts
                  now: datetime | None = None) -> TagSet:
     """All tags for a push. `latest`: auto = only with a stable semver version; always; never."""
     result = TagSet()
+    extra = [check_tag(t) for t in policy.extra]  # what the user typed is checked first
     unknown = [s for s in policy.schemes if s not in SCHEMES]
     if unknown:
         raise TagError(f"unknown tag scheme {unknown[0]!r}", f"choose from {', '.join(SCHEMES)}")
@@ -178,7 +179,7 @@ def compute_tags(policy: TagPolicy, *, version: str | None = None, git: GitFacts
     if result.latest:
         raw.append("latest")
     tags = [check_tag(f"{policy.prefix}{t}{policy.suffix}") for t in raw]
-    tags += [check_tag(t) for t in policy.extra]
+    tags += extra
     result.tags = list(dict.fromkeys(tags))
     return result
 
