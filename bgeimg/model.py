@@ -65,7 +65,7 @@ def copy_local(spec: ModelSpec, dest: Path) -> ModelFiles:
     for name in wanted(rel):
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src / name, target)
+        _link_or_copy(src / name, target)  # same inode/mtime: BuildKit does not resend unchanged weights
         result.files[name] = _sha256(target)
         result.sizes[name] = target.stat().st_size
     return result
@@ -127,9 +127,9 @@ def fetch_hf(spec: ModelSpec, dest: Path, *, endpoint: str | None = None, token:
 
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
-        dst.hardlink_to(src)  # the hub cache and the context share the bytes of multi-GB weights
+        dst.hardlink_to(src)  # the source and the context share the bytes of multi-GB weights
     except OSError:
-        shutil.copyfile(src, dst)
+        shutil.copy2(src, dst)  # keeps the mtime, so the build cache still recognises the file
 
 
 def materialize(spec: ModelSpec, dest: Path, *, lock: Lock | None = None, endpoint: str | None = None,

@@ -17,6 +17,8 @@ FROM python:3.11-slim AS runtime
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin bge \
  && mkdir -p /opt/model \
  && chown 10001:10001 /opt/model
+COPY --from=builder /opt/venv /opt/venv
+# After the venv: a new model id or revision in ENV must not invalidate the copied dependencies.
 ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     PYTHONUNBUFFERED="1" \
     PYTHONDONTWRITEBYTECODE="1" \
@@ -33,7 +35,6 @@ ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
     HF_HUB_DISABLE_TELEMETRY="1" \
     HF_HUB_OFFLINE="1" \
     TRANSFORMERS_NO_TF="1"
-COPY --from=builder /opt/venv /opt/venv
 # The weights get a layer of their own: a new model revision rebuilds this layer and the ones after it only.
 COPY model/ /opt/model/
 WORKDIR /opt/app

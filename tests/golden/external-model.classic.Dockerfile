@@ -17,6 +17,8 @@ FROM python:3.11-slim AS runtime
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin bge \
  && mkdir -p /models \
  && chown 10001:10001 /models
+COPY --from=builder /opt/venv /opt/venv
+# After the venv: a new model id or revision in ENV must not invalidate the copied dependencies.
 ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     PYTHONUNBUFFERED="1" \
     PYTHONDONTWRITEBYTECODE="1" \
@@ -32,7 +34,6 @@ ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
     BGE_MAX_BATCH_SIZE="32" \
     HF_HUB_DISABLE_TELEMETRY="1" \
     TRANSFORMERS_NO_TF="1"
-COPY --from=builder /opt/venv /opt/venv
 WORKDIR /opt/app
 COPY server/ /opt/app/
 COPY entrypoint.sh /usr/local/bin/bgeimg-entrypoint
