@@ -26,6 +26,10 @@ app = typer.Typer(
 )
 profiles_app = typer.Typer(help="List and show build profiles.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
+deploy_app = typer.Typer(help="Deployment manifests for a pushed image.", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+bundle_app = typer.Typer(help="Carry images to a site with no network: one verified file.", no_args_is_help=True)
+app.add_typer(bundle_app, name="bundle")
 
 out = Console()
 err = Console(stderr=True)
@@ -337,6 +341,40 @@ def tags_cmd(
     for r in rows:
         table.add_row(r.tag, r.digest, " ".join(r.platforms), r.created or "")
     out.print(table)
+
+
+@deploy_app.command("render")
+def deploy_render(
+    target: str = typer.Option(..., "--target", help="k8s, compose or nginx."),
+    image: str = typer.Option(..., "--image", help="The pushed image, pinned: REGISTRY/REPO@sha256:..."),
+    replicas: int = typer.Option(2, "--replicas", help="Replicas (k8s, compose) or nginx upstream servers."),
+    name: Optional[str] = typer.Option(None, "--name", help="Resource name (default: from the model id)."),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help="Kubernetes namespace."),
+    min_replicas: int = typer.Option(2, "--min-replicas", help="HPA minimum."),
+    max_replicas: int = typer.Option(10, "--max-replicas", help="HPA maximum."),
+    model_claim: Optional[str] = typer.Option(None, "--model-claim", help="external-model: PVC holding the weights."),
+    backend: Optional[List[str]] = typer.Option(None, "--backend", help="nginx: host:port of a replica. Repeatable."),
+    allow_tag: bool = typer.Option(False, "--allow-tag", help="Accept an image by tag (not traceable)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write files here instead of stdout."),
+    profile: Optional[str] = ProfileOpt,
+    set_: Optional[List[str]] = SetOpt,
+    config: Optional[Path] = ConfigOpt,
+    profiles_dir: Optional[List[Path]] = ProfilesDirOpt,
+) -> None:
+    """Kubernetes Deployment + Service + HPA, a compose file, or an nginx least_conn upstream."""
+    from bgeimg import deploy
+
+    resolved = resolve_profile(profile, set_, config, profiles_dir)
+    files = deploy.render(target, resolved.profile, deploy.DeployOptions(
+        image=image, replicas=replicas, name=name, namespace=namespace, allow_tag=allow_tag,
+        min_replicas=min_replicas, max_replicas=max_replicas, model_claim=model_claim, backends=tuple(backend or ())))
+    for file_name, text in files.items():
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.mkdir(parents=True, exist_ok=True)
+            (output / file_name).write_text(text)
+            err.print(f"wrote {output / file_name}")
 
 
 def main() -> None:
