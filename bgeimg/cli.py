@@ -377,6 +377,34 @@ def deploy_render(
             err.print(f"wrote {output / file_name}")
 
 
+@bundle_app.command("save")
+def bundle_save(
+    image: List[str] = typer.Argument(..., help="Images to carry (their -amd64/-arm64 siblings come along)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The bundle file, e.g. site.tar.zst."),
+) -> None:
+    """Write one zstd-compressed file with the images and a manifest of sha256 checksums."""
+    from bgeimg import bundle
+    from bgeimg.engine.base import api_client
+
+    for m in bundle.save(api_client(), list(image), output):
+        out.print(f"{', '.join(m.refs)}: {m.size} bytes, sha256 {m.sha256[:12]}", highlight=False)
+    out.print(f"wrote {output} ({output.stat().st_size} bytes)", highlight=False)
+
+
+@bundle_app.command("load")
+def bundle_load(
+    path: Path = typer.Argument(..., help="A bundle made by `bgeimg bundle save`."),
+    verify_only: bool = typer.Option(False, "--verify", help="Only check the checksums; import nothing."),
+) -> None:
+    """Check every checksum first, then import the images into the engine."""
+    from bgeimg import bundle
+    from bgeimg.engine.base import api_client
+
+    members = bundle.verify(path) if verify_only else bundle.load(api_client(), path)
+    for m in members:
+        out.print(f"{'verified' if verify_only else 'loaded'} {', '.join(m.refs)}", highlight=False)
+
+
 def main() -> None:
     """Entry point: run the app, turning every bgeimg error into one line and its exit code."""
     try:
