@@ -405,6 +405,39 @@ def bundle_load(
         out.print(f"{'verified' if verify_only else 'loaded'} {', '.join(m.refs)}", highlight=False)
 
 
+@app.command("doctor")
+def doctor_cmd(
+    profile: Optional[str] = ProfileOpt,
+    set_: Optional[List[str]] = SetOpt,
+    config: Optional[Path] = ConfigOpt,
+    profiles_dir: Optional[List[Path]] = ProfilesDirOpt,
+    platform: Optional[str] = typer.Option(None, "--platform", help="Platforms to check (default: the profile's)."),
+    registry: Optional[List[str]] = typer.Option(None, "--registry", help="Registry to check (default: the "
+                                                 "config's or $BGE_REGISTRY_URL). Repeatable."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Check that this machine can build, push and serve the profile; exit 1 when something it needs is missing."""
+    import json
+    import os
+
+    from bgeimg import doctor
+
+    resolved = resolve_profile(profile, set_, config, profiles_dir)
+    cfg_registry = resolved.config.registry if resolved.config else None
+    registries = list(registry or []) or [r for r in (cfg_registry, os.environ.get("BGE_REGISTRY_URL")) if r]
+    checks = doctor.run(resolved.profile, platforms=platform.split(",") if platform else None, registries=registries)
+    if json_out:
+        sys.stdout.write(json.dumps([c.to_dict() for c in checks], indent=2) + "\n")
+    else:
+        for c in checks:
+            mark = "[green]pass[/]" if c.ok else ("[red]FAIL[/]" if c.required else "[yellow]warn[/]")
+            fix = f"  -> {escape(c.fix)}" if not c.ok and c.fix else ""
+            out.print(f"{mark}  {c.name}: {escape(c.detail)}{fix}", highlight=False, soft_wrap=True)
+    missing = [c.name for c in checks if c.required and not c.ok]
+    if missing:
+        raise doctor.DoctorFailed(f"{len(missing)} needed check(s) failed: {', '.join(missing)}")
+
+
 def main() -> None:
     """Entry point: run the app, turning every bgeimg error into one line and its exit code."""
     try:
