@@ -165,3 +165,13 @@ def test_injection_cannot_add_an_instruction(key: str, value: str, tmp_path: Pat
     else:
         assert not any(line.lstrip().startswith("RUN touch") for line in out.splitlines())
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["render", "--bogus"], "error: No such option: --bogus (see bgeimg render --help)"),
+    (["promote"], "error: Missing argument 'source'. (see bgeimg promote --help)"),
+    (["frobnicate"], "error: No such command 'frobnicate'. (see bgeimg --help)"),
+])
+def test_usage_errors_are_one_line(args, expected, capsys, monkeypatch, tmp_path) -> None:
+    code, out, err = run_cli(args, capsys, monkeypatch, tmp_path)
+    assert code == 2 and err.strip() == expected and "Traceback" not in err
