@@ -170,7 +170,7 @@ class User(_Strict):
 class Slim(_Strict):
     """What the builder stage removes from the virtualenv before it is copied into the runtime stage."""
 
-    remove_pycache: bool = True
+    bytecode: Literal["strip", "compile"] = "strip"  # strip every .pyc, or compile all (hash-based, reproducible)
     remove_tests: bool = True
     remove_pip: bool = False
     prune: list[str] = Field(default_factory=list)  # globs relative to site-packages, e.g. torch/include

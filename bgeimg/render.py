@@ -144,8 +144,12 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         slim.append(f"rm -rf {site}/{path}")
     if profile.slim.remove_pip:
         slim.append("pip uninstall --yes --quiet pip setuptools")
-    if profile.slim.remove_pycache:
-        slim.append("find /opt/venv -depth \\( -name __pycache__ -o -name '*.pyc' \\) -exec rm -rf {} +")
+    # pip compiled bytecode with timestamps while installing: drop it either way, so the layer is reproducible.
+    slim.append("find /opt/venv -depth \\( -name __pycache__ -o -name '*.pyc' \\) -exec rm -rf {} +")
+    if profile.slim.bytecode == "compile":
+        # Hash-based .pyc never go stale in an immutable venv and do not embed build times (reproducible).
+        slim.append("SOURCE_DATE_EPOCH=0 python -m compileall -q -j 0 --invalidation-mode unchecked-hash "
+                    "/opt/venv/lib > /dev/null")
 
     env = {
         "PATH": "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

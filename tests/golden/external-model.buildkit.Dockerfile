@@ -10,6 +10,13 @@ ENV PATH=/opt/venv/bin:$PATH
 COPY requirements.txt /tmp/build/requirements.txt
 RUN --mount=type=cache,target=/root/.cache/pip pip install --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/build/requirements.txt
 RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3*/site-packages/torch/include \
+ && rm -rf /opt/venv/lib/python3*/site-packages/torch/test \
+ && rm -rf /opt/venv/lib/python3*/site-packages/torch/bin/*Test \
+ && rm -rf /opt/venv/lib/python3*/site-packages/torch/bin/test_* \
+ && rm -rf /opt/venv/lib/python3*/site-packages/torch/bin/protoc* \
+ && rm -rf /opt/venv/lib/python3*/site-packages/torch/lib/lib*_test.so \
+ && pip uninstall --yes --quiet pip setuptools \
  && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
 
 # ---- runtime: a slim base, the venv, the weights, the app ----

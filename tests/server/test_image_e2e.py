@@ -75,10 +75,17 @@ def test_cpu_slim_with_baked_minilm_serves_host_equal_embeddings(docker_client, 
         assert container.attrs["Config"]["User"] == "10001:10001"
         env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
         assert env["HF_HUB_OFFLINE"] == "1" and env["BGE_MODEL_DIR"] == "/opt/model"
-        # no sentence-transformers, scipy or scikit-learn in the image: the server needs none of them
+        # no sentence-transformers, scipy, scikit-learn, pip or setuptools in the image: the server needs none
         code, out = container.exec_run(["python", "-c", "import importlib.util as u; print([m for m in "
-                                        "('sentence_transformers','scipy','sklearn') if u.find_spec(m)])"])
+                                        "('sentence_transformers','scipy','sklearn','pip','setuptools') "
+                                        "if u.find_spec(m)])"])
         assert out.decode().strip() == "[]"
+        # the profile's prune list is gone, and the server above still answered: pruning is safe
+        code, out = container.exec_run(["sh", "-c", "ls -d /opt/venv/lib/python3*/site-packages/torch/include "
+                                        "/opt/venv/lib/python3*/site-packages/torch/bin/test_api 2>&1 | grep -c 'No such'; "
+                                        "find /opt/venv -name '*.pyc' | wc -l"])
+        missing, pycs = out.decode().split()
+        assert missing == "2" and pycs == "0"
         assert report.platforms[0].size > 0
     finally:
         container.remove(force=True)
