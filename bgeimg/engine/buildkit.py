@@ -46,16 +46,7 @@ class BuildKitEngine(Engine):
             raise ValueError("--cache-to and --push need docker buildx")
         cmd = [self.docker, "build", "--progress=plain", "--platform", request.platforms[0],
                "--file", str(request.context_dir / request.dockerfile), "--iidfile", str(iidfile)]
-        for tag in request.tags:
-            cmd += ["--tag", tag]
-        for key, value in request.build_args.items():
-            cmd += ["--build-arg", f"{key}={value}"]
-        for key, value in request.labels.items():
-            cmd += ["--label", f"{key}={value}"]
-        for sid, src in request.secrets.items():
-            cmd += ["--secret", f"id={sid},src={src}"]
-        for ref in request.cache_from:
-            cmd += ["--cache-from", ref]
+        cmd += plain.cli_args(request)
         if request.no_cache:
             cmd.append("--no-cache")
         cmd.append(str(request.context_dir))

@@ -42,16 +42,7 @@ class BuildxEngine(Engine):
             raise ValueError("several platforms in one buildx call need --push (they cannot be --load'ed)")
         cmd = [self.docker, "buildx", "build", "--progress=plain", "--platform", ",".join(request.platforms),
                "--file", str(request.context_dir / request.dockerfile), "--metadata-file", str(metadata_file)]
-        for tag in request.tags:
-            cmd += ["--tag", tag]
-        for key, value in request.build_args.items():
-            cmd += ["--build-arg", f"{key}={value}"]
-        for key, value in request.labels.items():
-            cmd += ["--label", f"{key}={value}"]
-        for sid, src in request.secrets.items():
-            cmd += ["--secret", f"id={sid},src={src}"]
-        for ref in request.cache_from:
-            cmd += ["--cache-from", ref]
+        cmd += plain.cli_args(request)
         for ref in request.cache_to:
             cmd += ["--cache-to", ref]
         if request.no_cache:

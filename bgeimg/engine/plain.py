@@ -84,3 +84,19 @@ def run(cmd: list[str], log: StepLog, *, env: dict[str, str] | None = None) -> I
         last = " | ".join((failed.output if failed else log.tail)[-3:])
         raise BuildError(f"build failed{where}: {raw}" + (f"; last output: {last}" if last else ""),
                          raw=raw, steps=log.steps)
+
+
+def cli_args(request) -> list[str]:
+    """The flags `docker build` and `docker buildx build` share, in one order (unit-tested through both)."""
+    args: list[str] = []
+    for tag in request.tags:
+        args += ["--tag", tag]
+    for key, value in request.build_args.items():
+        args += ["--build-arg", f"{key}={value}"]
+    for key, value in request.labels.items():
+        args += ["--label", f"{key}={value}"]
+    for sid, src in request.secrets.items():
+        args += ["--secret", f"id={sid},src={src}"]
+    for ref in request.cache_from:
+        args += ["--cache-from", ref]
+    return args
