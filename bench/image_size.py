@@ -113,6 +113,7 @@ def main() -> None:
     cases = [
         ("cpu-slim", "cpu-slim", [f"model={model}"], None),
         ("cpu-slim compiled", "cpu-slim", [f"model={model}", "slim.bytecode=compile"], None),
+        ("cpu-slim imported", "cpu-slim", [f"model={model}", "slim.bytecode=imported"], None),
         ("external-model", "external-model", ["model.id=sentence-transformers/all-MiniLM-L6-v2"],
          {str(model): {"bind": "/models", "mode": "ro"}}),
     ]

@@ -44,6 +44,7 @@ _ENV_KEY_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?$")
 _PRUNE_RE = re.compile(r"^[A-Za-z0-9_.*-]+(?:/[A-Za-z0-9_.*-]+)*$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f\"\\$`]*$")
 
 
@@ -170,10 +171,17 @@ class User(_Strict):
 class Slim(_Strict):
     """What the builder stage removes from the virtualenv before it is copied into the runtime stage."""
 
-    bytecode: Literal["strip", "compile"] = "strip"  # strip every .pyc, or compile all (hash-based, reproducible)
+    # strip every .pyc; compile all; or compile only what `warm_imports` pulls in (hash-based, reproducible)
+    bytecode: Literal["strip", "compile", "imported"] = "strip"
+    warm_imports: list[str] = Field(default_factory=list)  # modules the server imports, for bytecode: imported
     remove_tests: bool = True
     remove_pip: bool = False
     prune: list[str] = Field(default_factory=list)  # globs relative to site-packages, e.g. torch/include
+
+    @field_validator("warm_imports")
+    @classmethod
+    def _modules(cls, v: list[str]) -> list[str]:
+        return [_check(m, _MODULE_RE, "Python module name (dotted identifiers)") for m in v]
 
     @field_validator("prune")
     @classmethod

@@ -146,6 +146,10 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         slim.append("pip uninstall --yes --quiet pip setuptools")
     # pip compiled bytecode with timestamps while installing: drop it either way, so the layer is reproducible.
     slim.append("find /opt/venv -depth \\( -name __pycache__ -o -name '*.pyc' \\) -exec rm -rf {} +")
+    if profile.slim.bytecode == "imported":
+        builder_copies.append(("compile_imported.py", "/tmp/build/compile_imported.py"))
+        slim.append("SOURCE_DATE_EPOCH=0 python /tmp/build/compile_imported.py "
+                    + " ".join(profile.slim.warm_imports or ["bge_server"]))
     if profile.slim.bytecode == "compile":
         # Hash-based .pyc never go stale in an immutable venv and do not embed build times (reproducible).
         # Test-only modules are skipped: torch ships some that only newer Pythons can compile.
@@ -247,6 +251,8 @@ def render(profile: Profile, options: RenderOptions = RenderOptions()) -> Render
     ctx.files["Dockerfile"] = render_dockerfile(profile, options).encode()
     ctx.files[".dockerignore"] = (templates / "dockerignore").read_bytes()
     ctx.files["entrypoint.sh"] = (templates / "entrypoint.sh").read_bytes()
+    if profile.slim.bytecode == "imported":
+        ctx.files["compile_imported.py"] = (templates / "compile_imported.py").read_bytes()
     ctx.files["requirements.txt"] = "".join(f"{r}\n" for r in profile.requirements).encode()
     if profile.app_dir:
         app = Path(profile.app_dir)
@@ -262,6 +268,6 @@ def render(profile: Profile, options: RenderOptions = RenderOptions()) -> Render
 
 def clean_output_dir(directory: Path) -> None:
     """Remove a previous render's files so a re-render leaves no stale ones behind."""
-    for name in ("Dockerfile", ".dockerignore", "entrypoint.sh", "requirements.txt"):
+    for name in ("Dockerfile", ".dockerignore", "entrypoint.sh", "requirements.txt", "compile_imported.py"):
         (directory / name).unlink(missing_ok=True)
     shutil.rmtree(directory / "server", ignore_errors=True)

@@ -21,7 +21,8 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/bin/protoc* \
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/lib/lib*_test.so \
  && pip uninstall --yes --quiet pip setuptools \
- && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
+ && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} + \
+ && SOURCE_DATE_EPOCH=0 python -m compileall -q -j 0 --invalidation-mode unchecked-hash -x '/testing/_internal/' /opt/venv/lib
 
 # ---- runtime: a slim base, the venv, the weights, the app ----
 FROM nvidia/cuda:12.4.1-runtime-ubuntu22.04 AS runtime
