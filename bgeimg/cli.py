@@ -12,10 +12,24 @@ from rich.markup import escape
 from rich.table import Table
 
 from bgeimg import __version__
-from bgeimg import profile as profiles
-from bgeimg import context
-from bgeimg import render as rendering
 from bgeimg.errors import BgeimgError
+
+
+class _Lazy:
+    """A module imported on first use: `bgeimg analyze` in CI should not pay for pydantic and Jinja."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+context = _Lazy("bgeimg.context")
+profiles = _Lazy("bgeimg.profile")
+rendering = _Lazy("bgeimg.render")
 
 app = typer.Typer(
     name="bgeimg",
