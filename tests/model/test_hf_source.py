@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_hub import FakeHub, FakeRepo  # noqa: E402
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-TOKEN = "hf_testtokennotarealsecret0123456789abcdef"
+TOKEN = "test-token-not-a-secret-0123456789abcdef"
 
 
 @pytest.fixture()
