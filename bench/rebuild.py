@@ -14,7 +14,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 

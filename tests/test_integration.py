@@ -4,7 +4,6 @@ docker-py's Engine API with the base pulled through the registry mirror, and che
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from pathlib import Path
 

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import tarfile
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
