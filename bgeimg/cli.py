@@ -468,7 +468,7 @@ def _click_errors() -> tuple[type, ...]:
 def main() -> None:
     """Entry point: run the app, turning every bgeimg error into one line and its exit code."""
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="bgeimg")
     except BgeimgError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -41,15 +41,15 @@ class DeployOptions:
 
 
 def check(options: DeployOptions) -> None:
-    if not options.allow_tag and not _DIGEST_REF.match(options.image):
+    if not options.allow_tag and not _DIGEST_REF.fullmatch(options.image):
         raise DeployError(f"image {options.image!r} is not pinned by digest",
                           "pass --image REGISTRY/REPO@sha256:... (bgeimg push prints it) or --allow-tag")
-    if options.name and not _NAME.match(options.name):
+    if options.name and not _NAME.fullmatch(options.name):
         raise DeployError(f"name {options.name!r} is not a valid Kubernetes name", "lowercase letters, digits, '-'")
     if options.replicas < 1 or not 1 <= options.min_replicas <= options.max_replicas:
         raise DeployError("replicas must be >= 1 and min <= max", "e.g. --replicas 2")
     for b in options.backends:
-        if not _BACKEND.match(b):
+        if not _BACKEND.fullmatch(b):
             raise DeployError(f"backend {b!r} is not host:port", "e.g. --backend 10.0.0.5:8000")
 
 

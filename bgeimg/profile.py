@@ -49,7 +49,7 @@ _SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f\"\\$`]*$")
 
 
 def _check(value: str, pattern: re.Pattern[str], what: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid {what}")
     return value
 

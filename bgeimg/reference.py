@@ -62,7 +62,7 @@ def is_host(component: str) -> bool:
 
 
 def check_tag(tag: str) -> str:
-    if not TAG_RE.match(tag or ""):
+    if not TAG_RE.fullmatch(tag or ""):
         raise InvalidReference(
             f"invalid tag {tag!r}: a tag is 1-128 characters of letters, digits, '_', '.', '-' "
             "and must not start with '.' or '-'"
@@ -71,14 +71,14 @@ def check_tag(tag: str) -> str:
 
 
 def check_digest(digest: str) -> str:
-    if not DIGEST_RE.match(digest or ""):
+    if not DIGEST_RE.fullmatch(digest or ""):
         raise InvalidReference(f"invalid digest {digest!r}: expected sha256: followed by 64 lowercase hex digits")
     return digest
 
 
 def check_repository(repo: str) -> str:
-    if not repo or len(repo) > 255 or not REPO_RE.match(repo):
-        hint = " (repository names are lowercase)" if repo and REPO_RE.match(repo.lower()) else ""
+    if not repo or len(repo) > 255 or not REPO_RE.fullmatch(repo):
+        hint = " (repository names are lowercase)" if repo and REPO_RE.fullmatch(repo.lower()) else ""
         raise InvalidReference(
             f"invalid repository {repo!r}: use lowercase letters, digits and separators '.', '_', '__', '-' "
             f"in components joined by '/'{hint}"
@@ -91,7 +91,7 @@ def normalise_registry(host: str) -> str:
     h = re.sub(r"^https?://", "", host.strip()).rstrip("/")
     if h in ("docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"):
         return DOCKER_HUB
-    if not _HOST_RE.match(h):
+    if not _HOST_RE.fullmatch(h):
         raise InvalidReference(f"invalid registry host {host!r}: expected host[:port], e.g. ghcr.io or 127.0.0.1:5000")
     return h
 

@@ -43,7 +43,7 @@ class SemVer:
 
 def parse_semver(text: str) -> SemVer:
     """`1.4.2`, `v1.4.2`, `2.0.0-rc.1`, `1.4.2+build.5`; anything else is refused with the rule it breaks."""
-    m = _SEMVER_RE.match(text.strip())
+    m = _SEMVER_RE.fullmatch(text.strip())
     if m:
         pre = m.group("pre")
         if pre:
@@ -99,7 +99,7 @@ class TagSet:
 
 
 def check_tag(tag: str) -> str:
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise TagError(f"tag {tag!r} is not valid", "tags match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
     return tag
 
@@ -143,7 +143,7 @@ def timestamp_tags(now: datetime, *, fmt: str = "%Y%m%d-%H%M%S", tz: str = "UTC"
     except (ZoneInfoNotFoundError, ValueError):
         raise TagError(f"time zone {tz!r} is unknown", "use an IANA name such as UTC or Europe/Berlin") from None
     text = now.astimezone(zone).strftime(fmt)
-    if not TAG_RE.match(text):
+    if not TAG_RE.fullmatch(text):
         raise TagError(f"timestamp format {fmt!r} gives {text!r}, which is not a valid tag",
                        "use only letters, digits, '_', '.' and '-' around the % codes, e.g. %Y%m%d-%H%M%S")
     return [text]
@@ -163,7 +163,7 @@ def compute_tags(policy: TagPolicy, *, version: str | None = None, git: GitFacts
     raw: list[str] = []
     for scheme in policy.schemes:
         if scheme == "semver":
-            text = version or (git.tag if git.tag and _SEMVER_RE.match(git.tag) else None)
+            text = version or (git.tag if git.tag and _SEMVER_RE.fullmatch(git.tag) else None)
             if not text:
                 raise TagError("the semver scheme needs a version",
                                "pass --version 1.4.2 or tag the commit (git tag v1.4.2)")

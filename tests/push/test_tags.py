@@ -139,3 +139,14 @@ def test_arbitrary_versions_are_tags_or_clear_refusals(text: str) -> None:
         assert "version" in str(exc) or "tag" in str(exc)
     else:
         assert all(TAG_RE.match(t) for t in result.tags)
+
+
+def test_a_trailing_newline_is_not_a_valid_tag_or_repository() -> None:
+    from bgeimg.reference import InvalidReference, check_repository, check_tag as check_ref_tag
+
+    with pytest.raises(TagError):
+        compute_tags(TagPolicy(schemes=(), extra=("latest\n",)))
+    with pytest.raises(InvalidReference):
+        check_ref_tag("latest\n")
+    with pytest.raises(InvalidReference):
+        check_repository("bge-m3\n")
