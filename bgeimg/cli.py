@@ -199,9 +199,14 @@ def analyze(
     max_size: Optional[str] = typer.Option(None, "--max-size", help="Fail (exit 1) above this size, e.g. 1.2GB."),
     max_wasted: Optional[str] = typer.Option(None, "--max-wasted", help="Fail (exit 1) above this waste, e.g. 10MB."),
     min_efficiency: Optional[str] = typer.Option(None, "--min-efficiency", help="Fail (exit 1) below, e.g. 0.98."),
+    advise: bool = typer.Option(False, "--advise", help="Find bloat inside the layers (caches, wheels, tests, "
+                                "headers, symbols, duplicate weights, unused packages) with a fix for each, and "
+                                "the image's floor."),
+    max_floor_ratio: Optional[str] = typer.Option(None, "--max-floor-ratio", help="Fail (exit 1) when the image "
+                                                  "is more than this times its floor, e.g. 1.05 (implies --advise)."),
 ) -> None:
-    """Where the bytes are, what is wasted, and how two images differ. Gates apply to the last image given.
-    Exit codes: 0 ok, 1 a gate failed, 2 bad input, 3 engine or registry failure."""
+    """Where the bytes are, what is wasted, and how two images differ. Gates and --advise apply to the last image
+    given. Exit codes: 0 ok, 1 a gate failed, 2 bad input, 3 engine or registry failure."""
     import json
 
     from bgeimg.analyze import analyze as analyze_image, compare, gates as gating, output
@@ -210,19 +215,32 @@ def analyze(
         max_size=gating.parse_size(max_size, "--max-size") if max_size else None,
         max_wasted=gating.parse_size(max_wasted, "--max-wasted") if max_wasted else None,
         min_efficiency=gating.parse_ratio(min_efficiency, "--min-efficiency") if min_efficiency else None,
+        max_floor_ratio=gating.parse_floor_ratio(max_floor_ratio) if max_floor_ratio else None,
     )
-    first = analyze_image(image, platform=platform, source=source)
-    second = analyze_image(other, platform=platform, source=source) if other else None
-    gates = gating.check(second or first, **limits)
+    advise = advise or max_floor_ratio is not None
+    first = analyze_image(image, platform=platform, source=source, probe=advise and not other)
+    second = analyze_image(other, platform=platform, source=source, probe=advise) if other else None
+    last = second or first
+    advice = None
+    if advise:
+        from bgeimg.analyze.advise import advise as advise_image
+
+        advice = advise_image(last)
+    gates = gating.check(last, advice=advice, **limits)
     result = compare(first, second) if second else first
     if json_out:
         doc = result.to_json()
+        if advice is not None:
+            doc["advice"] = advice.to_json()
         doc["gates"] = [vars(g) for g in gates]
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    elif second:
-        output.render_comparison(result, gates, out)
     else:
-        output.render_report(result, gates, out)
+        if second:
+            output.render_comparison(result, gates, out)
+        else:
+            output.render_report(result, gates, out)
+        if advice is not None:
+            output.render_advice(advice, out)
     failed = [g for g in gates if not g.passed]
     if failed:
         raise gating.GateFailed("gate failed: " + "; ".join(g.message for g in failed))

@@ -44,6 +44,8 @@ _ENV_KEY_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?$")
 _PRUNE_RE = re.compile(r"^[A-Za-z0-9_.*-]+(?:/[A-Za-z0-9_.*-]+)*$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_DIST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f\"\\$`]*$")
 
@@ -174,14 +176,31 @@ class Slim(_Strict):
     # strip every .pyc; compile all; or compile only what `warm_imports` pulls in (hash-based, reproducible)
     bytecode: Literal["strip", "compile", "imported"] = "strip"
     warm_imports: list[str] = Field(default_factory=list)  # modules the server imports, for bytecode: imported
+    # model types (config.json `model_type`) whose tiny stand-ins the server loads in the builder, so `imported`
+    # also compiles what loading weights imports (torch.distributed, sympy, the modeling module)
+    warm_architectures: list[str] = Field(default_factory=list)
     remove_tests: bool = True
     remove_pip: bool = False
+    # distributions the server never imports, uninstalled from the runtime venv (pip names)
+    remove_packages: list[str] = Field(default_factory=list)
     prune: list[str] = Field(default_factory=list)  # globs relative to site-packages, e.g. torch/include
+    # drop the symbol tables of shared libraries (strip --strip-unneeded; the dynamic symbols stay)
+    strip_symbols: bool = False
 
     @field_validator("warm_imports")
     @classmethod
     def _modules(cls, v: list[str]) -> list[str]:
         return [_check(m, _MODULE_RE, "Python module name (dotted identifiers)") for m in v]
+
+    @field_validator("warm_architectures")
+    @classmethod
+    def _archs(cls, v: list[str]) -> list[str]:
+        return [_check(a, _ARCH_RE, "model type as in config.json (e.g. bert, xlm-roberta)") for a in v]
+
+    @field_validator("remove_packages")
+    @classmethod
+    def _dists(cls, v: list[str]) -> list[str]:
+        return [_check(d, _DIST_RE, "distribution name as pip knows it (e.g. networkx)") for d in v]
 
     @field_validator("prune")
     @classmethod

@@ -142,14 +142,27 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         slim.append(f"find {site} -depth -type d -name tests -exec rm -rf {{}} +")
     for path in profile.slim.prune:
         slim.append(f"rm -rf {site}/{path}")
+    if profile.slim.remove_packages:
+        slim.append("pip uninstall --yes --quiet " + " ".join(profile.slim.remove_packages))
     if profile.slim.remove_pip:
         slim.append("pip uninstall --yes --quiet pip setuptools")
+    if profile.slim.strip_symbols:
+        # Only files that carry a symbol table are rewritten; the dynamic symbols the loader needs stay.
+        # auditwheel's vendored libraries (*.libs/) are left alone: patchelf moved their segments, strip breaks them.
+        slim.append("find /opt/venv -type f -name '*.so*' -not -path '*.libs/*' -exec sh -c 'for f; do "
+                    "if readelf -S \"$f\" 2>/dev/null | grep -q \"[.]symtab\"; then strip --strip-unneeded \"$f\"; fi; "
+                    "done' sh {} +")
     # pip compiled bytecode with timestamps while installing: drop it either way, so the layer is reproducible.
     slim.append("find /opt/venv -depth \\( -name __pycache__ -o -name '*.pyc' \\) -exec rm -rf {} +")
+    slim_copies: list[tuple[str, str]] = []  # after the install, so a change to them keeps the install cached
     if profile.slim.bytecode == "imported":
-        builder_copies.append(("compile_imported.py", "/tmp/build/compile_imported.py"))
-        slim.append("SOURCE_DATE_EPOCH=0 python /tmp/build/compile_imported.py "
-                    + " ".join(profile.slim.warm_imports or ["bge_server"]))
+        slim_copies.append(("compile_imported.py", "/tmp/build/compile_imported.py"))
+        modules = list(profile.slim.warm_imports)
+        rehearse = ""
+        if profile.slim.warm_architectures:
+            rehearse = "--rehearse " + ",".join(profile.slim.warm_architectures) + " "
+        slim.append("SOURCE_DATE_EPOCH=0 python /tmp/build/compile_imported.py " + rehearse
+                    + " ".join(modules or ["bge_server"]))
     if profile.slim.bytecode == "compile":
         # Hash-based .pyc never go stale in an immutable venv and do not embed build times (reproducible).
         # Test-only modules are skipped: torch ships some that only newer Pythons can compile.
@@ -188,6 +201,8 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         f"{LABEL_PREFIX}.model.id": model.id or "",
         f"{LABEL_PREFIX}.model.revision": model.revision,
         f"{LABEL_PREFIX}.model.task": model.task,
+        # analyze --advise reads this: missing bytecode is a choice, not an oversight
+        f"{LABEL_PREFIX}.slim.bytecode": profile.slim.bytecode,
     }
     labels.update(profile.labels)
 
@@ -204,6 +219,8 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         "pip_mounts": pip_mounts,
         "pip_args": [shlex.quote(a) for a in pip_args],
         "slim_commands": slim,
+        "slim_copies": slim_copies,
+        "strip_symbols": profile.slim.strip_symbols,
         "runtime_env": [_quoted(k, v) for k, v in env.items()],
         "model_baked": baked,
         "model_dir": model_dir,

@@ -104,6 +104,7 @@ need_pkgs() {
     [[ -x /usr/sbin/debootstrap ]] || missing+=(debootstrap)
     command -v python3 >/dev/null || missing+=(python3)
     command -v iptables >/dev/null || missing+=(iptables)
+    command -v strip >/dev/null || missing+=(binutils)  # tests check analyze --advise's symbol sizes against strip
     if ((${#missing[@]})); then
         [[ ${BGEIMG_TESTBED_NO_APT:-0} == 1 ]] && die "missing packages: ${missing[*]}"
         say "installing ${missing[*]} (apt-get, log: $LOG_DIR/apt.log)"
@@ -117,7 +118,7 @@ need_pkgs() {
             apt-get update &&
             DEBIAN_FRONTEND=noninteractive apt-get install -y \
                 docker.io docker-registry qemu-user-static binfmt-support debootstrap \
-                python3 iptables ca-certificates
+                python3 iptables ca-certificates binutils
         } >>"$LOG_DIR/apt.log" 2>&1 || {
             if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
             tail -20 "$LOG_DIR/apt.log" >&2; die "apt-get failed"; }

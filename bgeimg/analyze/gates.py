@@ -40,8 +40,18 @@ class Gate:
     message: str
 
 
+def parse_floor_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value < 1:
+        raise AnalyzeInputError(f"--max-floor-ratio {text!r} is not a ratio of 1 or more", "write it like 1.05")
+    return value
+
+
 def check(report, max_size: int | None = None, max_wasted: int | None = None,
-          min_efficiency: float | None = None) -> list[Gate]:
+          min_efficiency: float | None = None, advice=None, max_floor_ratio: float | None = None) -> list[Gate]:
     from bgeimg.analyze.output import human
 
     gates = []
@@ -63,4 +73,10 @@ def check(report, max_size: int | None = None, max_wasted: int | None = None,
         gates.append(Gate("min-efficiency", min_efficiency, value, ok,
                           f"efficiency {value:.2%} {'>=' if ok else '<'} --min-efficiency {min_efficiency:.2%}"
                           if value is not None else "efficiency unknown (layers not read from this source)"))
+    if max_floor_ratio is not None and advice is not None:
+        ok = advice.ratio <= max_floor_ratio
+        gates.append(Gate("max-floor-ratio", max_floor_ratio, advice.ratio, ok,
+                          f"ratio to floor {advice.ratio:.3f} {'<=' if ok else '>'} --max-floor-ratio "
+                          f"{max_floor_ratio:.3f}" + ("" if ok else f" ({human(advice.size - advice.floor)} to "
+                                                      "remove: see the findings")))
     return gates

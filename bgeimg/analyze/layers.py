@@ -7,10 +7,13 @@ trailer (it is the size modulo 4 GiB).
 
 from __future__ import annotations
 
+import contextvars
 import gzip
 import io
 import os
 import posixpath
+import re
+import struct
 from dataclasses import dataclass, field
 
 from bgeimg.analyze.errors import AnalyzeInputError
@@ -21,6 +24,12 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 CHUNK = 1 << 20
 RECORD_MAX = 8 << 20  # a RECORD larger than this is not a RECORD worth reading
+# `analyze --advise` looks inside files too: ELF section tables, Python imports, small scripts. Off by default so
+# the plain report keeps skipping file data (a seek per file in archives).
+PROBE: contextvars.ContextVar[bool] = contextvars.ContextVar("bgeimg_probe", default=False)
+ELF_MIN = 64 << 10  # smaller binaries are not worth a finding
+PY_MAX = 4 << 20
+TEXT_MAX = 64 << 10
 
 
 def sniff(head: bytes) -> str | None:
@@ -57,6 +66,10 @@ class LayerScan:
     whiteouts: list[str] = field(default_factory=list)  # paths this layer deletes from the layers below
     opaque: list[str] = field(default_factory=list)  # directories whose lower contents this layer hides
     records: dict[str, bytes] = field(default_factory=dict)  # dist-info RECORD path -> its text
+    # with PROBE set:
+    elf_strippable: dict[str, int] = field(default_factory=dict)  # ELF file -> bytes of its symbol tables/debug info
+    py_imports: dict[str, frozenset[str]] = field(default_factory=dict)  # .py file -> modules it may import
+    texts: dict[str, bytes] = field(default_factory=dict)  # small scripts an entry point may run
 
 
 class _CountingRaw(io.RawIOBase):
@@ -135,14 +148,14 @@ def scan_layer(fileobj, *, size: int | None = None, seekable: bool = False, what
     try:
         if compression == "none" and seekable and size is not None:
             start = fileobj.tell()
-            _walk(fileobj, scan, seekable=True)
+            _walk(fileobj, scan, seekable=True, probe=PROBE.get())
             if fileobj.tell() - start > size:
                 raise TarCorrupt("unexpected end of data")
             scan.tar_size = size
         else:
             raw = _CountingRaw(_decompressor(fileobj, compression))
             stream = io.BufferedReader(raw, CHUNK)
-            _walk(stream, scan, seekable=False)
+            _walk(stream, scan, seekable=False, probe=PROBE.get())
             while stream.read(CHUNK):  # the zero blocks and padding after the end marker count too
                 pass
             scan.tar_size = raw.count
@@ -183,7 +196,7 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
-def _walk(f, scan: LayerScan, seekable: bool) -> None:
+def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
     """Walk tar headers (ustar, GNU long names, PAX), skipping file data. Faster than tarfile by avoiding a
     TarInfo per member; layers of venvs hold tens of thousands of files."""
     files, dirs = scan.files, scan.dirs
@@ -263,6 +276,8 @@ def _walk(f, scan: LayerScan, seekable: bool) -> None:
             n = size
             if base == "RECORD" and n <= RECORD_MAX and parent.endswith(".dist-info"):
                 scan.records[path] = data(n)
+            elif probe and n and _probe(path, base, n, f, seekable, scan, data, skip):
+                pass
             elif n:
                 skip(n + (-n & _PAD))
         elif kind == b"2":
@@ -340,3 +355,116 @@ class ChunkStream(io.RawIOBase):
         b[:n] = self._buf[:n]
         self._buf = self._buf[n:]
         return n
+
+
+# ---- probes (analyze --advise) -----------------------------------------------------------------------------------
+
+_IMPORT_RX = re.compile(
+    rb"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]+)|import[ \t]+([^\n#;]+))", re.M)
+_DYNAMIC_RX = re.compile(rb"""(?:import_module|__import__)\(\s*["']([\w.]+)["']""")
+_LAZY_RX = re.compile(rb"_LazyModule|^def __getattr__\(|lazy_loader|^__getattr__[ \t]*=", re.M)
+LAZY = "<lazy>"  # marker in py_imports: the module loads its submodules on attribute access
+
+
+def python_imports(source: bytes) -> frozenset[str]:
+    """Every module a source file may import, anywhere in it (functions, try blocks and TYPE_CHECKING included:
+    over-counting only hides a finding, never invents one). Relative imports keep their leading dots;
+    `from a import b` yields both a and a.b (b may be a submodule)."""
+    out: set[str] = set()
+    for m in _IMPORT_RX.finditer(source):
+        if m.group(3) is not None:
+            for part in m.group(3).split(b","):
+                name = part.strip().split()[0:1]
+                if name:
+                    out.add(name[0].decode("ascii", "replace"))
+            continue
+        mod = m.group(1).decode("ascii", "replace")
+        out.add(mod)
+        sep = "" if mod.endswith(".") else "."
+        for part in m.group(2).strip(b"()").replace(b"\\", b"").split(b","):
+            name = part.strip().split()[0:1]
+            if name and name[0] != b"*":
+                out.add(mod + sep + name[0].decode("ascii", "replace"))
+    out.update(m.group(1).decode("ascii", "replace") for m in _DYNAMIC_RX.finditer(source))
+    if _LAZY_RX.search(source):
+        out.add(LAZY)
+    return frozenset(n for n in out if n)
+
+
+def elf_strippable(header: bytes, table: bytes) -> int | None:
+    """Bytes `strip --strip-unneeded` would remove: the symbol table, its string table and debug sections
+    (non-allocated PROGBITS larger than 4 KiB). `table` is the section header table."""
+    if header[:4] != b"\x7fELF" or len(header) < 64:
+        return None
+    end = "<" if header[5] == 1 else ">"
+    wide = header[4] == 2
+    entsize = 64 if wide else 40
+    fmt = end + ("IIQQQQI" if wide else "IIIIIII")
+    sections = [struct.unpack_from(fmt, table, i) for i in range(0, len(table) - entsize + 1, entsize)]
+    total = 0
+    for _name, kind, flags, _addr, _off, size, link in sections:
+        if kind == 2:  # SHT_SYMTAB, and the string table it names
+            total += size + (sections[link][5] if link < len(sections) else 0)
+        elif kind == 1 and not flags & 2 and size > 4096:  # SHT_PROGBITS without SHF_ALLOC: debug info
+            total += size
+    return total
+
+
+def _elf_table_span(header: bytes) -> tuple[int, int] | None:
+    if header[:4] != b"\x7fELF" or len(header) < 64:
+        return None
+    end = "<" if header[5] == 1 else ">"
+    if header[4] == 2:
+        (shoff,), (entsize, count) = struct.unpack_from(end + "Q", header, 0x28), struct.unpack_from(end + "HH", header, 0x3A)
+    else:
+        (shoff,), (entsize, count) = struct.unpack_from(end + "I", header, 0x20), struct.unpack_from(end + "HH", header, 0x2E)
+    if entsize not in (40, 64) or not count:
+        return None
+    return shoff, entsize * count
+
+
+def _python_file(path: str) -> bool:
+    return "-packages/" in path or "/lib/python3" not in path  # the standard library is not a distribution
+
+
+def _probe(path, base, n, f, seekable, scan, data, skip) -> bool:
+    """Look inside one regular file of size n (its data is next in `f`); return False to let the caller skip it."""
+    if base.endswith(".py") and n <= PY_MAX and _python_file(path):
+        scan.py_imports[path] = python_imports(data(n))
+        return True
+    if n <= TEXT_MAX and ("entrypoint" in base or base.endswith(".sh") or path.startswith("/usr/local/bin/")):
+        scan.texts[path] = data(n)
+        return True
+    if n < ELF_MIN:
+        return False
+    pad = -n & _PAD
+    if seekable:
+        start = f.tell()
+        header = f.read(64)
+        span = _elf_table_span(header)
+        if span and span[0] + span[1] <= n:
+            f.seek(start + span[0])
+            found = elf_strippable(header, f.read(span[1]))
+            if found:
+                scan.elf_strippable[path] = found
+        f.seek(start + n + pad)
+        return True
+    # a stream: read through, keeping the header and the section header table as they pass
+    header = f.read(min(64, n))
+    got = len(header)
+    span = _elf_table_span(header)
+    table = b""
+    while got < n:
+        chunk = f.read(min(CHUNK, n - got))
+        if not chunk:
+            raise TarCorrupt("unexpected end of data")
+        if span and got + len(chunk) > span[0] and got < span[0] + span[1]:
+            lo = max(span[0] - got, 0)
+            table += chunk[lo:lo + span[1] - len(table)]
+        got += len(chunk)
+    if span and len(table) == span[1]:
+        found = elf_strippable(header, table)
+        if found:
+            scan.elf_strippable[path] = found
+    skip(pad)
+    return True

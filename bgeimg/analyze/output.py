@@ -168,3 +168,32 @@ def render_comparison(cmp, gates, console: Console) -> None:
     console.print(f"{head}: {b.ref} is {signed(diff)} against {a.ref} ({human(size_a)} -> {human(size_b)})"
                   + (" — " + "; ".join(g.message for g in failed) if failed else ""), style="bold",
                   highlight=False, soft_wrap=True)
+
+
+def render_advice(advice, console: Console) -> None:
+    """The findings, biggest first, each with where it is and its fix; then the floor."""
+    def section(title: str, findings) -> None:
+        console.print(Text(title, style="bold"))
+        for f in findings:
+            saves = human(f.bytes) if f.bytes else "start time"
+            console.print(Text.assemble((f"{saves:>10}  ", "cyan"), f.title, f"  [{f.kind}]"), soft_wrap=True)
+            where = ", ".join(f.paths) + (f" (… {f.files} files)" if f.files > len(f.paths) else "")
+            console.print(Text(f"            where: {where}"), soft_wrap=True)
+            console.print(Text(f"            fix:   {f.fix}"), soft_wrap=True)
+            if f.deliberate:
+                console.print(Text(f"            deliberate: {f.deliberate}", style="dim"), soft_wrap=True)
+
+    if advice.findings:
+        section("advice: inside the layers this image added", advice.findings)
+    else:
+        console.print(Text("advice: no findings in the layers this image added", style="bold"))
+    if advice.base_findings:
+        section("in the base image (FROM): a slimmer base removes these", advice.base_findings)
+    for note in advice.notes:
+        console.print(f"note: {escape(note)}")
+    actionable = len(advice.actionable)
+    deliberate = len(advice.findings) - actionable
+    console.print(f"floor {human(advice.floor)} (base {human(advice.base_size)} + what the server needs); "
+                  f"image {human(advice.size)} = {advice.ratio:.3f}x the floor; {actionable} finding"
+                  f"{'' if actionable == 1 else 's'} to fix" + (f", {deliberate} deliberate" if deliberate else ""),
+                  highlight=False, soft_wrap=True)

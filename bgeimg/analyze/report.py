@@ -408,6 +408,7 @@ def build_report(data: ImageData) -> ImageReport:
 
     replay = _Replay()
     records: dict[str, bytes] = {}
+    probes: dict[str, dict] = {"elf_strippable": {}, "py_imports": {}, "texts": {}}  # filled by analyze --advise
     layers: list[LayerReport] = []
     written = 0
     for i, ld in enumerate(data.layers):
@@ -421,6 +422,11 @@ def build_report(data: ImageData) -> ImageReport:
         if scan is not None:
             replay.apply(i, scan)
             records.update(scan.records)
+            if scan.py_imports or scan.elf_strippable or scan.texts:
+                for name, found in probes.items():  # what this layer rewrote replaces what lower layers said
+                    for path in scan.files.keys() & found.keys():
+                        del found[path]
+                    found.update(getattr(scan, name))
             written += sum(scan.files.values())
             top = [FileSize(p, s) for p, s in heapq.nlargest(TOP_FILES, scan.files.items(), key=lambda kv: kv[1])
                    if s > 0]
@@ -448,11 +454,20 @@ def build_report(data: ImageData) -> ImageReport:
         warnings=warnings)
     # The final filesystem (path -> size), kept off the JSON schema; compare uses it.
     report.final_files = {p: s for p, (_, s) in replay.live.items()} if scanned else None
+    # For analyze --advise: the final filesystem with the layer of each file, RECORDs, what the probes saw.
+    report.live, report.records, report.probes = replay.live, records, probes
+    report.base_layers = next((i for i, layer in enumerate(layers) if layer.category != "base image"), len(layers))
+    report.config = cfg
     return report
 
 
-def analyze(ref: str, platform: str | None = None, source: str | None = None) -> ImageReport:
-    """Read IMAGE from its source and build its report."""
+def analyze(ref: str, platform: str | None = None, source: str | None = None, probe: bool = False) -> ImageReport:
+    """Read IMAGE from its source and build its report; `probe` also looks inside files, for --advise."""
+    from bgeimg.analyze.layers import PROBE
     from bgeimg.analyze.sources import open_image
 
-    return build_report(open_image(ref, platform=platform, source=source))
+    token = PROBE.set(probe)
+    try:
+        return build_report(open_image(ref, platform=platform, source=source))
+    finally:
+        PROBE.reset(token)

@@ -5,7 +5,7 @@
 FROM nvidia/cuda:12.4.1-runtime-ubuntu22.04 AS builder
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv \
+ && apt-get install -y --no-install-recommends python3 python3-venv binutils \
  && rm -rf /var/lib/apt/lists/*
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -20,7 +20,9 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/bin/test_* \
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/bin/protoc* \
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/lib/lib*_test.so \
+ && pip uninstall --yes --quiet networkx typer rich pygments markdown-it-py mdurl shellingham \
  && pip uninstall --yes --quiet pip setuptools \
+ && find /opt/venv -type f -name '*.so*' -not -path '*.libs/*' -exec sh -c 'for f; do if readelf -S "$f" 2>/dev/null | grep -q "[.]symtab"; then strip --strip-unneeded "$f"; fi; done' sh {} + \
  && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} + \
  && SOURCE_DATE_EPOCH=0 python -m compileall -q -j 0 --invalidation-mode unchecked-hash -x '/testing/_internal/' /opt/venv/lib
 
@@ -70,5 +72,6 @@ LABEL org.opencontainers.image.title="bge-cuda-runtime" \
       io.bgeimg.model.source="hf" \
       io.bgeimg.model.id="BAAI/bge-m3" \
       io.bgeimg.model.revision="main" \
-      io.bgeimg.model.task="embed"
+      io.bgeimg.model.task="embed" \
+      io.bgeimg.slim.bytecode="compile"
 ENTRYPOINT ["/usr/local/bin/bgeimg-entrypoint"]
