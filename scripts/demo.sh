@@ -54,7 +54,7 @@ print("dimension", len(v), "first values", [round(x, 4) for x in v[:4]], "usage"
 curl -sf http://127.0.0.1:18080/info; echo
 
 if bgeimg analyze --help >/dev/null 2>&1; then
-    say "where the bytes are (bgeimg analyze)"
-    bgeimg analyze "$IMAGE"
+    say "where the bytes are, and what is left to remove (bgeimg analyze --advise)"
+    bgeimg analyze "$IMAGE" --advise
 fi
 say "done: $IMAGE is built, served and measured"
