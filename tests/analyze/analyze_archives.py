@@ -89,13 +89,15 @@ class Image:
     arch: str = "amd64"
     labels: dict = field(default_factory=dict)
     env: list[str] = field(default_factory=list)
+    cmd: list[str] | None = None
 
     def config(self) -> bytes:
         history = self.history
         if history is None:
             history = [{"created_by": f"/bin/sh -c #(nop) COPY file:{i} in /"} for i in range(len(self.layers))]
         cfg = {"architecture": self.arch, "os": "linux",
-               "config": {"Labels": self.labels or None, "Env": self.env or None},
+               "config": {"Labels": self.labels or None, "Env": self.env or None,
+                          **({"Cmd": self.cmd} if self.cmd else {})},
                "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in self.layers]}}
         if history:
             cfg["history"] = history

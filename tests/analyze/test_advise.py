@@ -86,8 +86,9 @@ def bloated(docker_api) -> tuple[str, dict[str, bytes]]:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     buf.seek(0)
+    # pull: the local python:3.11-slim tag may point at the arm64 variant after another test's arm64 build
     for chunk in docker_api.build(fileobj=buf, custom_context=True, tag=tag, rm=True, decode=True,
-                                  platform=PLATFORM):
+                                  platform=PLATFORM, pull=True):
         if "error" in chunk:
             pytest.fail(f"building {tag} failed: {chunk['error']}")
     yield tag, files
@@ -174,3 +175,41 @@ def test_elf_estimate_matches_strip_and_ignores_non_elf(tmp_path) -> None:
     assert expected > 1_000_000 and abs(estimate - expected) <= expected * 0.01
     assert elf_strippable(b"#!/bin/sh\n" + bytes(54), b"") is None
     assert os.path.getsize(lib) == len(data)
+
+
+def _archive_with_bytecode(tmp_path, labels: dict) -> Path:
+    from analyze_archives import Image, Layer, write_oci_save
+
+    site = SITE.lstrip("/")
+    lib = native_library().read_bytes()
+    base = Layer([("file", "etc/os-release", b"ID=debian\n")])
+    app = Layer([  # gzip: the ELF probe reads the library as a stream, keeping its section table as it passes
+        ("file", "opt/app/main.py", b"import used\n"),
+        ("file", f"{site}/used/__init__.py", b"from . import big\n"),
+        ("file", f"{site}/used/big.py", b"# " + b"s" * 1_200_000 + b"\n"),
+        ("file", f"{site}/used/__pycache__/__init__.cpython-311.pyc", b"p" * 100),
+        ("file", f"{site}/used/__pycache__/__init__.cpython-310.pyc", b"p" * 1_100_000),
+        ("file", f"{site}/used/_native.abi3.so", lib),
+    ], compression="gzip")
+    image = Image([base, app], labels=labels, cmd=["python3", "/opt/app/main.py"],
+                  history=[{"created_by": "/bin/sh -c #(nop) ADD file:base in /"},
+                           {"created_by": "/bin/sh -c #(nop) COPY dir:app in /"}])
+    return write_oci_save(tmp_path / "image.tar", image)
+
+
+def test_bytecode_findings_and_streamed_symbols_from_an_archive(tmp_path) -> None:
+    advice = advise(analyze(str(_archive_with_bytecode(tmp_path, {})), probe=True))
+    found = {f.kind: f for f in advice.findings}
+    lib = native_library().read_bytes()
+    shoff = int.from_bytes(lib[0x28:0x30], "little")
+    count = int.from_bytes(lib[0x3C:0x3E], "little")
+    assert found["symbols"].bytes == elf_strippable(lib[:64], lib[shoff:shoff + 64 * count]) > 1_000_000
+    assert found["duplicate-bytecode"].bytes == 1_100_000  # the cpython-310 copy; 311 is the interpreter's
+    missing = found["missing-bytecode"]
+    assert missing.files == 1 and missing.bytes == 0 and not missing.deliberate  # used/big.py, reached by import
+    assert advice.entry_modules == [] and advice.floor == advice.size - found["symbols"].bytes - 1_100_000
+
+    labelled = advise(analyze(str(_archive_with_bytecode(tmp_path, {"io.bgeimg.slim.bytecode": "imported"})),
+                              probe=True))
+    kept = next(f for f in labelled.findings if f.kind == "missing-bytecode")
+    assert kept.deliberate and "imported" in kept.deliberate and kept not in labelled.actionable
