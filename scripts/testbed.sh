@@ -15,6 +15,8 @@
 #   BGEIMG_REGISTRY_PORT   registry port on 127.0.0.1 (default 5000)
 #   BGEIMG_DOCKERD_STORAGE_DRIVER  force a storage driver (default: dockerd's choice, vfs fallback)
 #   BGEIMG_TESTBED_NO_APT=1        never run apt-get (fail instead)
+#   BGEIMG_TESTBED_MIN_FREE_GB     below this much free disk (default 25), `up` removes what earlier test runs
+#                                  left in the engine and trims its build cache to BGEIMG_TESTBED_BUILD_CACHE (10GB)
 set -euo pipefail
 
 CACHE="${BGEIMG_TESTBED_CACHE:-/var/cache/bgeimg-testbed}"
@@ -457,6 +459,21 @@ verify() {
     say "verify OK: arm64 pull is arm64, classic + BuildKit arm64 builds print aarch64, container reaches deb.debian.org"
 }
 
+free_gb() { df -P --block-size=1G "$1" | awk 'NR==2 {print $4}'; }
+
+trim_engine() { # a machine that runs the suite often fills its disk with test images and build cache
+    local root min="${BGEIMG_TESTBED_MIN_FREE_GB:-25}"
+    root=$("$DOCKER" info --format '{{.DockerRootDir}}' 2>/dev/null) || return 0
+    (( $(free_gb "$root") < min )) || return 0
+    say "trim: $(free_gb "$root") GB free at $root (< $min): removing earlier test images, trimming the build cache"
+    "$DOCKER" images --format '{{.Repository}}:{{.Tag}}' | grep -E '^(bgeimg-test|127\.0\.0\.1:[0-9]+/bgeimg-test)' \
+        | xargs -r "$DOCKER" rmi -f >/dev/null 2>&1 || true
+    "$DOCKER" container prune -f >/dev/null 2>&1 || true
+    "$DOCKER" image prune -f >/dev/null 2>&1 || true
+    "$DOCKER" builder prune -f --keep-storage "${BGEIMG_TESTBED_BUILD_CACHE:-10GB}" >/dev/null 2>&1 || true
+    say "trim: $(free_gb "$root") GB free"
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
@@ -475,6 +492,7 @@ cmd_up() {
         if ((missing)); then ensure_rootfs & rootfs_job=$!; fi
     fi
     ensure_dockerd
+    trim_engine
     say "dockerd and registry up at $(elapsed)"
     if [[ -n $rootfs_job ]]; then
         wait "$rootfs_job" || die "building the stand-in rootfs failed"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,13 +32,26 @@ def by_name(checks: list[dict]) -> dict[str, dict]:
     return {c["name"]: c for c in checks}
 
 
+def disk_ok(checks: list[dict]) -> bool:
+    """Free disk is this machine's, not the tests': each disk check must report it truly and judge it by its need."""
+    disks = [c for c in checks if c["name"].startswith("disk ")]
+    assert disks
+    for c in disks:
+        m = re.fullmatch(r"([0-9.]+) GB free at (.+) \(need ([0-9]+) GB\)", c["detail"])
+        assert m, c
+        free, path, need = float(m[1]), m[2], float(m[3])
+        assert abs(free - shutil.disk_usage(path).free / 1e9) < 1.0 and (c["ok"] == (free >= need) or abs(free - need) < 0.1), c
+    return all(c["ok"] for c in disks)
+
+
 def test_everything_needed_passes_on_the_test_bed(docker_api, registry) -> None:
     code, checks = run("-p", "external-model", "--platform", "linux/amd64,linux/arm64", "--registry", registry)
     found = by_name(checks)
-    assert code == 0, checks
+    assert all(c["ok"] for c in checks if c["required"] and not c["name"].startswith("disk ")), checks
+    assert code == (0 if disk_ok(checks) else 1), checks
     assert found["engine"]["ok"] and found["engine"]["detail"].startswith("Docker 20.10")
     assert found["api version"]["ok"] and found["emulation linux/arm64"]["ok"]
-    assert found[f"registry {registry}"]["ok"] and found["disk engine data"]["ok"]
+    assert found[f"registry {registry}"]["ok"] and "disk engine data" in found
     assert found["buildkit"]["ok"]
     assert not found["hf endpoint"]["required"]  # external-model downloads at run time, not at build time
 
@@ -69,7 +84,7 @@ def test_hf_endpoint_needed_for_hf_models(docker_api, minilm_dir, tmp_path) -> N
     finally:
         hub.stop()
     hf = by_name(checks)["hf endpoint"]
-    assert hf["ok"] and hf["detail"].startswith(hub.url) and code == 0
+    assert hf["ok"] and hf["detail"].startswith(hub.url) and code == (0 if disk_ok(checks) else 1)
 
 
 def test_login_state_names_the_user_never_the_secret(docker_api, registry, tmp_path) -> None:
