@@ -204,6 +204,12 @@ def analyze(
                                 "the image's floor."),
     max_floor_ratio: Optional[str] = typer.Option(None, "--max-floor-ratio", help="Fail (exit 1) when the image "
                                                   "is more than this times its floor, e.g. 1.05 (implies --advise)."),
+    rehearse: bool = typer.Option(False, "--rehearse", help="Run the image once (no network) until it is ready and "
+                                  "use what it imports: packages and bytecode a start never uses (implies --advise; "
+                                  "an image in the local engine)."),
+    rehearse_mount: Optional[List[str]] = typer.Option(None, "--rehearse-mount", help="HOST:DIR mounted read-only "
+                                                       "for the rehearsed start, e.g. the weights of an "
+                                                       "external-model image (repeatable; implies --rehearse)."),
 ) -> None:
     """Where the bytes are, what is wasted, and how two images differ. Gates and --advise apply to the last image
     given. Exit codes: 0 ok, 1 a gate failed, 2 bad input, 3 engine or registry failure."""
@@ -217,15 +223,26 @@ def analyze(
         min_efficiency=gating.parse_ratio(min_efficiency, "--min-efficiency") if min_efficiency else None,
         max_floor_ratio=gating.parse_floor_ratio(max_floor_ratio) if max_floor_ratio else None,
     )
-    advise = advise or max_floor_ratio is not None
+    from bgeimg.analyze.rehearse import parse_mounts
+
+    mounts = parse_mounts(rehearse_mount or [])
+    rehearse = rehearse or bool(mounts)
+    advise = advise or rehearse or max_floor_ratio is not None
     first = analyze_image(image, platform=platform, source=source, probe=advise and not other)
     second = analyze_image(other, platform=platform, source=source, probe=advise) if other else None
     last = second or first
     advice = None
     if advise:
         from bgeimg.analyze.advise import advise as advise_image
+        from bgeimg.analyze.errors import AnalyzeInputError
+        from bgeimg.analyze.rehearse import rehearse as rehearse_image
 
-        advice = advise_image(last)
+        if rehearse and last.source != "engine":
+            raise AnalyzeInputError(f"--rehearse runs the image, and {last.ref} (read as {last.source}) is not one "
+                                    "in the local engine", "docker load or pull it first, then give its name")
+        started = rehearse_image(last.config_digest or last.ref, name=last.ref, platform=last.platform,
+                                 mounts=mounts) if rehearse else None
+        advice = advise_image(last, rehearsal=started)
     gates = gating.check(last, advice=advice, **limits)
     result = compare(first, second) if second else first
     if json_out:

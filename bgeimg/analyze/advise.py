@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 from bgeimg.analyze.layers import LAZY
+from bgeimg.analyze.rehearse import Rehearsal
 from bgeimg.analyze.report import MODEL_EXT, ImageReport
 
 MIN_BYTES = 1 << 20  # a finding smaller than this is noise, not advice
@@ -35,6 +36,7 @@ DOC_DIRS = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/shar
 APT_RX = re.compile(r"^/var/(lib/apt/lists/[^/]+$|cache/apt/.+\.(bin|deb)$)")
 CACHE_RX = re.compile(r"/\.cache/(pip|uv|huggingface/xet|huggingface/hub/\.locks)/")
 TORCH_TEST_RX = re.compile(r"-packages/torch/(test/|bin/(\w*Test\w*|test_\w+|protoc[\w.-]*)$|lib/lib\w*_test\.so$)")
+DOWNLOAD_CLIENTS = {"hf_xet"}  # what huggingface_hub's snapshot_download imports beyond the hub client itself
 PYC_RX = re.compile(r"^(.*)/__pycache__/([^/.]+)\.([\w-]+?)(\.opt-\d)?\.pyc$")
 
 
@@ -61,6 +63,7 @@ class Advice:
     base_findings: list[Finding]  # in the base image's layers: informational, counted in the floor
     entry_modules: list[str]  # where the import graph starts ([] when the entry point is not Python)
     notes: list[str] = field(default_factory=list)
+    rehearsal: dict | None = None  # the rehearsed start the findings used: image, modules (a count), ready, seconds
 
     @property
     def actionable(self) -> list[Finding]:
@@ -253,51 +256,91 @@ def _dists(records: dict[str, bytes], live) -> list[dict]:
     return out
 
 
-def _unused_packages(report: ImageReport, claims: _Claims, notes: list[str]) \
-        -> tuple[Finding | None, list[str], set[str]]:
-    """Distributions none of whose modules the entry point can reach; also the entry modules and reached files."""
+@dataclass
+class _Imports:
+    """What the analysis knows of the server's imports: statically reachable, and (with a rehearsal) started."""
+
+    entry: list[str]
+    index: dict[str, str]  # module name -> file
+    reached: set[str]  # modules reachable from the entry point
+    reached_files: set[str]  # their files, and the entry scripts
+    started: set[str] | None  # modules a rehearsed start imported
+
+
+def _imports(report: ImageReport, notes: list[str], started: set[str] | None) -> _Imports:
     live, cfg = report.live, report.config or {}
     env = dict(e.split("=", 1) for e in cfg.get("Env") or [] if "=" in e)
     workdir = cfg.get("WorkingDir") or "/"
     sites = sorted({m.group(1) for p in live for m in [SITE_RX.match(p)] if m})
     roots = [*[p for p in env.get("PYTHONPATH", "").split(":") if p.startswith("/")], workdir, *sites]
     entry, scripts = _entry_modules(cfg, live, report.probes["texts"], workdir)
-    if not entry and not scripts:
-        notes.append("the entry point starts no Python module this analysis can follow: no unused-package check")
-        return None, [], set()
     index = _module_index(live, roots)
-    roots += sorted({posixpath.dirname(s) for s in scripts})
+    if not entry and not scripts:
+        if started is None:
+            notes.append("the entry point starts no Python module this analysis can follow: no unused-package "
+                         "check (--rehearse runs it and sees what it imports)")
+        return _Imports([], index, set(), set(), started)
     index.update({k: v for k, v in _module_index(live, [posixpath.dirname(s) for s in scripts]).items()
                   if k not in index})
     reached = _reachable(entry, scripts, index, report.probes["py_imports"])
-    reached_files = {index[m] for m in reached}
-    reached_tops = {m.split(".")[0] for m in reached}
-    unused = []
-    for d in _dists(report.records, live):
-        # a .pth file runs at every start (setuptools' only installs a distutils shim, which no server needs)
-        pth = d["pth"] and d["name"].lower() != "setuptools"
-        if not d["tops"] or pth or d["plain_libs"] or d["tops"] & reached_tops:
-            continue
-        unused.append(d)
-    items = claims.take(sorted(p for d in unused for p in d["files"]))
-    if not items:
-        return None, entry, reached_files
-    names = sorted(d["name"] for d in unused)
+    if started is not None:  # `python -m NAME` runs NAME (or NAME.__main__) through runpy, which logs no import
+        started = started | set(entry) | {f"{m}.__main__" for m in entry}
+    return _Imports(entry, index, reached, {index[m] for m in reached} | set(scripts), started)
+
+
+def _package_fix(names: list[str], proof: str = "") -> str:
     pip = [n for n in names if n.lower() in ("pip", "setuptools", "wheel")]
     rest = [n for n in names if n not in pip]
     fix = []
     if rest:
-        fix.append(f"slim.remove_packages: [{', '.join(rest)}] (or drop what requires them from the requirements)")
+        fix.append(f"slim.remove_packages: [{', '.join(rest)}]{proof} (or drop what requires them from the "
+                   "requirements)")
     if pip:
         fix.append("slim.remove_pip: true")
     fix.append("Dockerfile: `pip uninstall -y NAME...` in the builder stage, before the venv is copied")
-    owner = {p: f"{d['site']}/{sorted(d['tops'])[0]}" for d in unused for p in d["files"]}
-    f = _finding("unused-packages", f"packages the server never imports ({', '.join(names)})", items,
-                 "; ".join(fix), key=owner.get)
-    return f, entry, reached_files
+    return "; ".join(fix)
 
 
-def _bytecode(report: ImageReport, claims: _Claims, reached_files: set[str]) -> list[Finding]:
+def _unused_packages(report: ImageReport, claims: _Claims, imports: _Imports) -> list[Finding]:
+    """Distributions none of whose modules the entry point can reach (certain), then, with a rehearsal, those none
+    of whose modules a start imported (likely: a request may still import one, which a test must rule out)."""
+    if not imports.entry and imports.started is None:
+        return []
+    reached_tops = {m.split(".")[0] for m in imports.reached}
+    started_tops = {m.split(".")[0] for m in imports.started or ()}
+    unused, unstarted = [], []
+    for d in _dists(report.records, report.live):
+        # a .pth file runs at every start (setuptools' only installs a distutils shim, which no server needs)
+        pth = d["pth"] and d["name"].lower() != "setuptools"
+        if not d["tops"] or pth or d["plain_libs"]:
+            continue
+        if imports.entry and not d["tops"] & reached_tops:
+            unused.append(d)
+        elif imports.started is not None and not d["tops"] & started_tops:
+            unstarted.append(d)
+    # a bgeimg image without baked weights downloads them on start when none are mounted: a path a rehearsal
+    # with the weights mounted does not take, and the hub's download client is all it adds
+    downloads = report.labels.get("io.bgeimg.model.source") == "none"
+    kept = [d for d in unstarted if downloads and d["name"].lower().replace("-", "_") in DOWNLOAD_CLIENTS]
+    out = []
+    for kind, title, dists, proof in (
+            ("unused-packages", "packages the server never imports", unused, ""),
+            ("unimported-packages", "packages a rehearsed start never imports",
+             [d for d in unstarted if d not in kept], " once a request against the slimmed image works"),
+            ("download-packages", "packages only the download-on-start path imports", kept, "")):
+        items = claims.take(sorted(p for d in dists for p in d["files"]))
+        if items:
+            names = sorted(d["name"] for d in dists)
+            owner = {p: f"{d['site']}/{sorted(d['tops'])[0]}" for d in dists for p in d["files"]}
+            out.append(_finding(kind, f"{title} ({', '.join(names)})", items, _package_fix(names, proof),
+                                key=owner.get))
+            if kind == "download-packages":
+                out[-1].deliberate = ("model: none (external-model): the entrypoint downloads the weights when "
+                                      "none are mounted, through these")
+    return out
+
+
+def _bytecode(report: ImageReport, claims: _Claims, imports: _Imports, in_scope) -> list[Finding]:
     live = report.live
     by_source: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for p in live:
@@ -320,14 +363,29 @@ def _bytecode(report: ImageReport, claims: _Claims, reached_files: set[str]) -> 
                    "__pycache__ left by another Python")
     if dup:
         out.append(dup)
+    if imports.started is not None:
+        # a start reads these files: bytecode for them saves compiling; bytecode for the rest is weight
+        wanted = {imports.index[m] for m in imports.started if m in imports.index}
+        unused = [p for source, entries in by_source.items() if source in live and source not in wanted
+                  for _, p in entries if in_scope(p) and "-packages/" in p]
+        f = _finding("unused-bytecode", "bytecode of modules a rehearsed start never imports",
+                     claims.take(sorted(unused)),
+                     "slim.bytecode: imported (compile what a start imports, nothing else); Dockerfile: "
+                     "`pip install --no-compile`, then compile only the modules a start imports",
+                     key=lambda p: p.split("-packages/")[0] + "-packages/" + p.split("-packages/")[1].split("/")[0])
+        if f:
+            out.append(f)
+    else:
+        wanted = imports.reached_files
     skipped = "/testing/_internal/" if report.labels.get("io.bgeimg.slim.bytecode") == "compile" else None
-    missing = [p for p in reached_files if p.endswith(".py") and "-packages/" in p and not by_source.get(p)
+    missing = [p for p in wanted if p.endswith(".py") and "-packages/" in p and not by_source.get(p)
                and not (skipped and skipped in p)]  # bgeimg's compileall skips these on purpose
     source = sum(live[p][1] for p in missing)
     if source >= MIN_BYTES:
+        evidence = "a rehearsed start imports" if imports.started is not None else "the server may import"
         out.append(Finding(
             kind="missing-bytecode",
-            title=f"{len(missing)} modules the server may import have no bytecode: each cold start compiles them",
+            title=f"{len(missing)} modules {evidence} have no bytecode: each cold start compiles them",
             bytes=0, files=len(missing), paths=_group([(p, 0, live[p][1]) for p in missing],
                                                      lambda p: p.split("-packages/")[-1].split("/")[0]),
             fix="slim.bytecode: compile (everything) or imported (what a start imports); Dockerfile: "
@@ -436,16 +494,24 @@ def _rules(report: ImageReport, claims: _Claims, in_scope) -> list[Finding]:
     return out
 
 
-def _deliberate(findings: list[Finding], labels: dict[str, str]) -> None:
+def _deliberate(findings: list[Finding], labels: dict[str, str], rehearsed: bool) -> None:
     """bgeimg images say in labels what they keep on purpose (docs/slimming.md)."""
     bytecode = labels.get("io.bgeimg.slim.bytecode")
     for f in findings:
-        if f.kind == "missing-bytecode" and bytecode in ("strip", "imported"):
+        if f.kind == "missing-bytecode" and (bytecode == "strip" or bytecode == "imported" and not rehearsed):
+            # `imported` compiled what the builder's rehearsal imported: only a rehearsed start can tell it missed one
             f.deliberate = (f"slim.bytecode={bytecode}: " + ("no bytecode, the smallest image" if bytecode == "strip"
                             else "only what a start imports is compiled; the rest stays source (size)"))
+        if f.kind == "unused-bytecode" and bytecode == "compile":
+            f.deliberate = "slim.bytecode=compile: every module compiled, request-time and GPU-only paths too"
+        if f.kind == "unused-bytecode" and bytecode == "imported":
+            f.deliberate = ("slim.bytecode=imported: the builder's rehearsal also runs a request and every "
+                            "slim.warm_architectures type, so their modules are compiled too")
 
 
-def advise(report: ImageReport, min_bytes: int = MIN_BYTES) -> Advice:
+def advise(report: ImageReport, min_bytes: int = MIN_BYTES, rehearsal: Rehearsal | None = None) -> Advice:
+    """The findings and the floor; a `rehearsal` (rehearse.py) adds what a real start shows: packages and
+    bytecode it never imports, and the bytecode it misses."""
     if not report.files_scanned:
         raise ValueError("advise needs the layers' files")
     live = report.live
@@ -456,15 +522,15 @@ def advise(report: ImageReport, min_bytes: int = MIN_BYTES) -> Advice:
     def in_base(p: str) -> bool:
         return live[p][0] < n_base
 
-    unused, entry, reached_files = _unused_packages(report, claims, notes)
-    findings = [f for f in [unused] if f]
+    imports = _imports(report, notes, set(rehearsal.modules) if rehearsal else None)
+    findings = _unused_packages(report, claims, imports)
     findings += _weights({p: v for p, v in live.items() if not in_base(p)}, claims)
     findings += _rules(report, claims, lambda p: not in_base(p))
-    findings += _bytecode(report, claims, reached_files)
+    findings += _bytecode(report, claims, imports, lambda p: not in_base(p))
     base = _rules(report, claims, in_base)
     findings = [f for f in findings if f.bytes >= min_bytes or f.kind == "missing-bytecode"]
     base = [f for f in base if f.bytes >= min_bytes]
-    _deliberate(findings, report.labels)
+    _deliberate(findings, report.labels, rehearsal is not None)
     findings.sort(key=lambda f: -f.bytes)
     base.sort(key=lambda f: -f.bytes)
     size = report.size or 0
@@ -472,4 +538,5 @@ def advise(report: ImageReport, min_bytes: int = MIN_BYTES) -> Advice:
     floor = size - sum(f.bytes for f in findings)
     return Advice(ref=report.ref, size=size, base_size=base_size, floor=floor,
                   ratio=round(size / floor, 4) if floor else 1.0, findings=findings, base_findings=base,
-                  entry_modules=entry, notes=notes)
+                  entry_modules=imports.entry, notes=notes,
+                  rehearsal={**asdict(rehearsal), "modules": len(rehearsal.modules)} if rehearsal else None)

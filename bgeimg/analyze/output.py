@@ -191,6 +191,10 @@ def render_advice(advice, console: Console) -> None:
         section("in the base image (FROM): a slimmer base removes these", advice.base_findings)
     for note in advice.notes:
         console.print(f"note: {escape(note)}")
+    if advice.rehearsal:
+        r = advice.rehearsal
+        console.print(f"rehearsed start: {r['modules']} Python modules imported, ready ({r['ready']}) after "
+                      f"{r['seconds']:.1f} s", highlight=False)
     actionable = len(advice.actionable)
     deliberate = len(advice.findings) - actionable
     console.print(f"floor {human(advice.floor)} (base {human(advice.base_size)} + what the server needs); "

@@ -14,6 +14,7 @@ import pytest
 from bgeimg import profile as profiles
 from bgeimg.analyze import analyze
 from bgeimg.analyze.advise import advise
+from bgeimg.analyze.rehearse import rehearse
 from bgeimg.build import BuildOptions, build
 
 TEXTS = ["BGE models turn text into vectors.", "Quarterly tax filing deadlines"]
@@ -81,7 +82,7 @@ def test_cpu_slim_with_baked_minilm_serves_host_equal_embeddings(docker_client, 
         # nor the packages the profile removes (slim.remove_packages), and it still answered above
         code, out = container.exec_run(["python", "-c", "import importlib.util as u; print([m for m in "
                                         "('sentence_transformers','scipy','sklearn','pip','setuptools','networkx',"
-                                        "'rich','typer','pygments','hf_xet') if u.find_spec(m)])"])
+                                        "'rich','typer','pygments','fsspec','hf_xet') if u.find_spec(m)])"])
         assert out.decode().strip() == "[]"
         # the profile's prune list is gone, and the server above still answered: pruning is safe
         code, out = container.exec_run(["sh", "-c", "ls -d /opt/venv/lib/python3*/site-packages/torch/include "
@@ -97,6 +98,10 @@ def test_cpu_slim_with_baked_minilm_serves_host_equal_embeddings(docker_client, 
         assert advice.actionable == [], [(f.kind, f.bytes, f.paths[:3]) for f in advice.actionable]
         assert {f.kind for f in advice.findings} <= {"missing-bytecode"}
         assert advice.ratio <= 1.05 and "bge_server.app" in advice.entry_modules
+        # and a real start agrees: every package it keeps is imported, every module it imports has bytecode
+        rehearsed = advise(analyze(tag, probe=True), rehearsal=rehearse(tag))
+        assert rehearsed.actionable == [], [(f.kind, f.bytes, f.paths[:3]) for f in rehearsed.actionable]
+        assert {f.kind for f in rehearsed.findings} <= {"unused-bytecode"} and rehearsed.ratio <= 1.05
     finally:
         container.remove(force=True)
         docker_client.images.remove(tag, force=True)
@@ -116,8 +121,9 @@ def test_external_model_serves_a_read_only_mount_and_explains_a_missing_one(dock
             check_serving(container, host_vectors)
         finally:
             container.remove(force=True)
-        advice = advise(analyze(tag, probe=True))
+        advice = advise(analyze(tag, probe=True), rehearsal=rehearse(tag, mounts={str(minilm_dir): "/models"}))
         assert advice.actionable == [], [(f.kind, f.bytes, f.paths[:3]) for f in advice.actionable]
+        assert advice.rehearsal["ready"] == "healthy" and advice.ratio <= 1.05
         # no mount and no reachable hub: one clear line and a non-zero exit, not a hang or a traceback
         container = docker_client.containers.run(tag, detach=True, environment={"HF_ENDPOINT": "http://127.0.0.1:9"})
         try:
