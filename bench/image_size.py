@@ -84,6 +84,7 @@ def time_to_healthy(client: docker.DockerClient, image: str, volumes: dict | Non
         container.remove(force=True)
 
 
+SHIPPED = ("cpu-slim", "external-model")  # as the profiles ship; the other rows are settings compared
 TOLERANCE = 0.02  # "no worse" for start times: 60 ms on a 3 s start, well inside the noise line printed
 
 NAIVE = """FROM python:3.11-slim
@@ -167,8 +168,9 @@ def main() -> None:
         print(f"{name:<18}{size / mb:>9.1f}{base / mb:>8.1f}{venv / mb:>8.1f}{weights / mb:>9.1f}{floor / mb:>8.1f}"
               f"{ratio:>8.3f}{start:>9.1f}{findings:>10}")
     ours = [r for r in rows if r[0] != "naive"]
-    worst = max(r[6] for r in ours)
-    print(f"worst ratio to floor {worst:.3f} (target <= 1.05): {'PASS' if worst <= 1.05 else 'FAIL'}")
+    worst = max(r[6] for r in ours if r[0] in SHIPPED)  # strip / compile are the bytecode alternatives measured
+    print(f"worst ratio to floor of the shipped profiles {worst:.3f} (target <= 1.05): "
+          f"{'PASS' if worst <= 1.05 else 'FAIL'}")
     slim = rows[0]
     budget = 0.75 * 1242e6
     fair = slim[1] - (slim[4] - 50e6)  # our 91.6 MB weights counted as DESIGN's 50 MB stand-in

@@ -7,16 +7,15 @@ the symbol-table estimate is checked against binutils' own `strip` on the host.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
+
+from analyze_images import build_planted, dist
 
 from bgeimg.analyze import analyze
 from bgeimg.analyze.advise import advise
@@ -31,14 +30,6 @@ def native_library() -> Path:
     import tokenizers
 
     return next(Path(tokenizers.__file__).parent.glob("tokenizers*.so"))
-
-
-def dist(name: str, files: dict[str, bytes]) -> dict[str, bytes]:
-    """A distribution as pip lays it out: its files plus a dist-info whose RECORD lists them."""
-    info = f"{name}-1.0.dist-info"
-    files = {**files, f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode()}
-    record = "".join(f"{path},,\n" for path in files) + f"{info}/RECORD,,\n"
-    return {**files, f"{info}/RECORD": record.encode()}
 
 
 def planted() -> dict[str, bytes]:
@@ -77,20 +68,7 @@ CMD ["python3", "-m", "app"]
 @pytest.fixture(scope="module")
 def bloated(docker_api) -> tuple[str, dict[str, bytes]]:
     files = planted()
-    digest = hashlib.sha256(DOCKERFILE.encode() + repr(sorted((k, len(v)) for k, v in files.items())).encode())
-    tag = f"bgeimg-test-analyze/bloated:{digest.hexdigest()[:12]}"
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in {"Dockerfile": DOCKERFILE.encode(), **files}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    # pull: the local python:3.11-slim tag may point at the arm64 variant after another test's arm64 build
-    for chunk in docker_api.build(fileobj=buf, custom_context=True, tag=tag, rm=True, decode=True,
-                                  platform=PLATFORM, pull=True):
-        if "error" in chunk:
-            pytest.fail(f"building {tag} failed: {chunk['error']}")
+    tag = build_planted(docker_api, "bloated", DOCKERFILE, files, PLATFORM)
     yield tag, files
     docker_api.remove_image(tag, force=True)
 

@@ -8,11 +8,8 @@ byte, and the findings that need a rehearsal must be absent without one.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import tarfile
-
 import pytest
+from analyze_images import build_planted, dist
 
 from bgeimg.analyze import analyze
 from bgeimg.analyze.advise import advise
@@ -20,13 +17,6 @@ from bgeimg.analyze.rehearse import imported_modules, rehearse
 
 SITE = "/opt/venv/lib/python3.11/site-packages"
 PLATFORM = "linux/amd64"
-
-
-def dist(name: str, files: dict[str, bytes]) -> dict[str, bytes]:
-    info = f"{name}-1.0.dist-info"
-    files = {**files, f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode()}
-    record = "".join(f"{path},,\n" for path in files) + f"{info}/RECORD,,\n"
-    return {**files, f"{info}/RECORD": record.encode()}
 
 
 APP = b"""import time
@@ -67,39 +57,25 @@ CMD ["python3", "-m", "app"]
 """
 
 
-def build(docker_api, files: dict[str, bytes], text: str) -> str:
-    digest = hashlib.sha256(text.encode() + repr(sorted((k, v) for k, v in files.items())).encode())
-    tag = f"bgeimg-test-analyze/rehearse:{digest.hexdigest()[:12]}"
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in {"Dockerfile": text.encode(), **files}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    for chunk in docker_api.build(fileobj=buf, custom_context=True, tag=tag, rm=True, decode=True,
-                                  platform=PLATFORM, pull=True):
-        if "error" in chunk:
-            pytest.fail(f"building {tag} failed: {chunk['error']}")
-    return tag
-
-
 @pytest.fixture(scope="module")
 def images(docker_api):
     files = planted()
+    exits = dockerfile("").replace('CMD ["python3", "-m", "app"]',
+                                   'CMD ["python3", "-c", "raise SystemExit(\'no weights in /models\')"]')
     tags = {
-        "healthcheck": build(docker_api, files, dockerfile('HEALTHCHECK --interval=30s CMD test -f /tmp/ready')),
-        "none": build(docker_api, files, dockerfile("")),
-        "exits": build(docker_api, files, dockerfile("").replace('CMD ["python3", "-m", "app"]', 'CMD ["python3", '
-                       '"-c", "import json; raise SystemExit(\'no weights in /models\')"]')),
+        "healthcheck": build_planted(docker_api, "rehearse", dockerfile("HEALTHCHECK --interval=30s CMD test -f "
+                                                                        "/tmp/ready"), files, PLATFORM),
+        "none": build_planted(docker_api, "rehearse", dockerfile(""), files, PLATFORM),
+        "exits": build_planted(docker_api, "rehearse", exits, files, PLATFORM),
     }
     yield tags, files
     for tag in tags.values():
         docker_api.remove_image(tag, force=True)
 
 
-def leftover_containers(docker_api) -> list:
-    return docker_api.containers(all=True, filters={"label": "io.bgeimg.rehearsal"})
+def leftover_containers(docker_api, tag: str) -> list:
+    """Rehearsal containers of this test's image (others may run on a shared engine at the same time)."""
+    return docker_api.containers(all=True, filters={"label": "io.bgeimg.rehearsal", "ancestor": tag})
 
 
 @pytest.mark.engine
@@ -114,7 +90,7 @@ def test_a_rehearsed_start_finds_what_the_static_graph_keeps_to_the_byte(images,
     assert started.ready == "healthy" and started.seconds < 25
     assert {"usedpkg", "usedpkg.big"} <= set(started.modules)  # app runs as __main__: runpy logs no import
     assert not {"lazypkg", "usedpkg.extra"} & set(started.modules)
-    assert leftover_containers(docker_api) == []
+    assert leftover_containers(docker_api, tags["healthcheck"]) == []
 
     advice = advise(report, rehearsal=started)
     found = {f.kind: f for f in advice.findings}
@@ -148,7 +124,7 @@ def test_rehearse_cli_and_its_bad_inputs(bgeimg, images, docker_api, small_archi
     assert run.code == 3 and run.err.count("\n") == 1 and "Traceback" not in run.err
     assert "exited with code 1 before it was ready: no weights in /models" in run.err
     assert "--rehearse-mount" in run.err and tags["exits"] in run.err
-    assert leftover_containers(docker_api) == []
+    assert leftover_containers(docker_api, tags["exits"]) == []
 
     # an archive cannot be run; a mount must name something that exists
     run = bgeimg("analyze", str(small_archive), "--rehearse")
