@@ -334,9 +334,6 @@ def _unused_packages(report: ImageReport, claims: _Claims, imports: _Imports) ->
             owner = {p: f"{d['site']}/{sorted(d['tops'])[0]}" for d in dists for p in d["files"]}
             out.append(_finding(kind, f"{title} ({', '.join(names)})", items, _package_fix(names, proof),
                                 key=owner.get))
-            if kind == "download-packages":
-                out[-1].deliberate = ("model: none (external-model): the entrypoint downloads the weights when "
-                                      "none are mounted, through these")
     return out
 
 
@@ -502,6 +499,9 @@ def _deliberate(findings: list[Finding], labels: dict[str, str], rehearsed: bool
             # `imported` compiled what the builder's rehearsal imported: only a rehearsed start can tell it missed one
             f.deliberate = (f"slim.bytecode={bytecode}: " + ("no bytecode, the smallest image" if bytecode == "strip"
                             else "only what a start imports is compiled; the rest stays source (size)"))
+        if f.kind == "download-packages":  # only found under the io.bgeimg.model.source=none label
+            f.deliberate = ("model: none (external-model): the entrypoint downloads the weights when none are "
+                            "mounted, through these")
         if f.kind == "unused-bytecode" and bytecode == "compile":
             f.deliberate = "slim.bytecode=compile: every module compiled, request-time and GPU-only paths too"
         if f.kind == "unused-bytecode" and bytecode == "imported":
