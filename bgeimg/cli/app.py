@@ -83,7 +83,7 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         error("interrupted")
         sys.exit(130)
-    except _click_errors() as exc:  # usage errors: unknown option, missing argument, bad choice
+    except _click_errors() as exc:  # type: ignore[misc]  # usage errors: unknown option, missing argument, bad choice
         ctx = getattr(exc, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         error(f"{exc.format_message()}{where}")

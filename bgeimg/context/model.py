@@ -71,7 +71,7 @@ def copy_local(spec: ModelSpec, dest: Path) -> ModelFiles:
     return result
 
 
-def _hf_error(spec: ModelSpec, endpoint: str, exc: Exception) -> ModelError:
+def _hf_error(spec: ModelSpec, endpoint: str, exc: Exception) -> ModelError | OutsideError:
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
     where = f"{spec.id}@{spec.revision} on {endpoint}"

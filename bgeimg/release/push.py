@@ -44,6 +44,14 @@ class Blob:
     path: Path | None = None  # compressed layer on disk; None for the config (kept in memory)
     data: bytes | None = None
 
+    @property
+    def source(self) -> bytes | Path:
+        """What to upload: the bytes in memory, else the file."""
+        if self.data is not None:
+            return self.data
+        assert self.path is not None, "a blob has its bytes or a path"
+        return self.path
+
 
 @dataclass
 class PlatformImage:
@@ -149,7 +157,7 @@ def export(docker_api, ref: str, workdir: Path) -> PlatformImage:
     compressed: dict[str, tuple[str, int, str, Path]] = {}
     configs: dict[str, bytes] = {}
     manifest = None
-    with tarfile.open(fileobj=reader, mode="r|") as tar:
+    with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]  # read() is all it needs
         for member in tar:
             if not member.isfile():
                 continue
@@ -245,7 +253,7 @@ def push_to(client: RegistryClient, repository: str, images: list[PlatformImage]
                     client.stats.blobs_skipped += 1
                     continue
                 say(f"{client.host}: {image.platform} upload {blob.digest[7:19]} ({blob.size} bytes)")
-                client.upload_blob(repository, blob.digest, blob.data if blob.data is not None else blob.path)
+                client.upload_blob(repository, blob.digest, blob.source)
             client.put_manifest(repository, image.manifest_digest, image.manifest, DOCKER_MANIFEST)
         # Tags are written only once every platform manifest is confirmed present.
         for image in images:

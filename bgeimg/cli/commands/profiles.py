@@ -73,7 +73,7 @@ def render(
     if backend not in ("classic", "buildkit"):
         raise BgeimgError(f"--backend {backend!r}: expected classic or buildkit")
     resolved = resolve_profile(profile, set_, config, profiles_dir, model)
-    options = rendering.RenderOptions(backend=backend)
+    options = rendering.RenderOptions(backend="buildkit" if backend == "buildkit" else "classic")
     if output is None:
         sys.stdout.write(rendering.render(resolved.profile, options).dockerfile)
         return
