@@ -96,6 +96,7 @@ def fetch_hf(spec: ModelSpec, dest: Path, *, endpoint: str | None = None, token:
     file must match its locked sha256. The token goes to huggingface_hub only: never printed or written."""
     from huggingface_hub import HfApi, hf_hub_download
 
+    assert spec.id is not None, "an hf:// model spec always has an id (the schema requires it)"
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     token = token or os.environ.get("HF_TOKEN") or None
     cache_dir = cache_dir or (Path(os.environ["BGEIMG_HF_CACHE"]) if os.environ.get("BGEIMG_HF_CACHE") else None)
