@@ -1,8 +1,10 @@
 """Push per-platform local images as one multi-arch image under each tag, to a registry and its mirrors.
 
-    local images (one per platform) --docker save--> layers gzipped deterministically (so a second push finds
-    every blob present and sends none) --> blobs (HEAD first) --> one manifest per platform, put by digest
-    --> every manifest confirmed present --> one image index put under each tag.
+    local images (one per platform) --inspect--> diff_ids --layer cache + HEAD/mount--> what each registry
+    lacks --one docker save, only those layers gzipped (reproducibly, in parallel, uploaded as each is ready)-->
+    one manifest per platform, put by digest --> every manifest confirmed present --> one index under each tag.
+
+A second push of the same image exports and compresses nothing and uploads no layer (bgeimg.release.blobs).
 
 A tag is written last, only when everything it points to is in the registry: an interrupted push leaves at most
 unreferenced blobs, never a tag pointing at a partial image. Each registry (the target and every mirror) is
@@ -11,22 +13,24 @@ pushed independently; a failure on one is reported and does not undo the others.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 import shutil
-import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgeimg.errors import BgeimgError, OutsideError
 from bgeimg.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST
-from bgeimg.oci.platform import ARCH_SUFFIX, platform_str
+from bgeimg.oci.platform import ARCH_SUFFIX
 from bgeimg.oci.reference import check_repository, split_registry, split_tag
 from bgeimg.oci.registry import RegistryClient, RegistryError, Stats
+from bgeimg.progress import Meter
+from bgeimg.release import blobs as blobsync
+from bgeimg.release.export import LocalImage, describe
+from bgeimg.release.layercache import LayerCache
 
 
 class PushError(BgeimgError):
@@ -41,8 +45,8 @@ class PushFailed(OutsideError):
 class Blob:
     digest: str
     size: int
-    path: Path | None = None  # compressed layer on disk; None for the config (kept in memory)
-    data: bytes | None = None
+    path: Path | None = None  # compressed layer on disk; None for the config (kept in memory) or a layer the
+    data: bytes | None = None  # registries already had
 
     @property
     def source(self) -> bytes | Path:
@@ -86,6 +90,7 @@ class Pushed:
     tags: list[str] = field(default_factory=list)
     platforms: list[str] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
+    work: blobsync.Work = field(default_factory=blobsync.Work)  # local work, shared by every target of a push
     error: str | None = None
 
     @property
@@ -95,7 +100,9 @@ class Pushed:
     def to_json(self) -> dict:
         return {"registry": self.registry, "repository": self.repository, "digest": self.digest, "tags": self.tags,
                 "platforms": self.platforms, "error": self.error, "bytes_uploaded": self.stats.blob_bytes_uploaded,
-                "blobs_uploaded": self.stats.blobs_uploaded, "blobs_skipped": self.stats.blobs_skipped}
+                "blobs_uploaded": self.stats.blobs_uploaded, "blobs_skipped": self.stats.blobs_skipped,
+                "blobs_mounted": self.stats.blobs_mounted, "images_exported": self.work.images_exported,
+                "layers_compressed": self.work.layers_compressed}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -130,105 +137,6 @@ def _arch_of(docker_api, ref: str) -> str:
     return docker_api.inspect_image(ref)["Architecture"]
 
 
-def _gzip_to(src, dest: Path) -> tuple[str, int, str]:
-    """Gzip a layer tar stream into `dest` deterministically (no name, mtime 0): (digest, size, diff_id)."""
-    raw = hashlib.sha256()
-    with dest.open("wb") as out:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz:
-            for chunk in iter(lambda: src.read(1 << 20), b""):
-                raw.update(chunk)
-                gz.write(chunk)
-    packed = hashlib.sha256()
-    with dest.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            packed.update(chunk)
-    return "sha256:" + packed.hexdigest(), dest.stat().st_size, "sha256:" + raw.hexdigest()
-
-
-def export(docker_api, ref: str, workdir: Path) -> PlatformImage:
-    """Stream `docker save REF` (never whole in memory) into a config blob and gzipped layer files."""
-    try:
-        docker_api.inspect_image(ref)  # get_image is lazy: a missing image would only fail mid-stream
-    except Exception:
-        raise PushError(f"no local image {ref}", "build it first (bgeimg build) or name an existing image") from None
-    stream = docker_api.get_image(ref)
-    reader = _StreamReader(stream)
-    workdir = Path(tempfile.mkdtemp(dir=workdir))  # one directory per image: layer file names repeat
-    compressed: dict[str, tuple[str, int, str, Path]] = {}
-    configs: dict[str, bytes] = {}
-    manifest = None
-    with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]  # read() is all it needs
-        for member in tar:
-            if not member.isfile():
-                continue
-            fh = tar.extractfile(member)
-            head = fh.read(1)  # a stream cannot seek back, so the first byte is carried along
-            if member.name == "manifest.json":
-                manifest = json.loads(head + fh.read())
-            elif member.name.endswith(".json") or (member.name.startswith("blobs/") and head == b"{"):
-                # an image config: legacy `<id>.json`, or a JSON blob (a layer tar never starts with `{`)
-                configs[member.name] = head + fh.read()
-            elif member.name.endswith("layer.tar") or member.name.startswith("blobs/"):
-                dest = workdir / f"layer-{len(compressed)}.tar.gz"
-                compressed[member.name] = (*_gzip_to(_Prefixed(head, fh), dest), dest)
-    if not manifest:
-        raise OutsideError(f"docker save of {ref} has no manifest.json", "is the engine healthy?")
-    entry = manifest[0]
-    config_raw = configs[entry["Config"]]
-    config = json.loads(config_raw)
-    layers = []
-    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
-    for i, name in enumerate(entry["Layers"]):
-        digest, size, diff_id, path = compressed[name]
-        if i < len(diff_ids) and diff_ids[i] != diff_id:
-            raise OutsideError(f"{ref}: layer {i} does not match its diff_id", "the saved image is corrupt")
-        layers.append(Blob(digest=digest, size=size, path=path))
-    config_blob = Blob(digest="sha256:" + hashlib.sha256(config_raw).hexdigest(), size=len(config_raw),
-                       data=config_raw)
-    platform = platform_str({"os": config.get("os", "linux"), "architecture": config.get("architecture", "amd64"),
-                             "variant": config.get("variant")})
-    image = PlatformImage(source=ref, platform=platform, config=config_blob, layers=layers)
-    image.manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
-        "config": {"mediaType": DOCKER_CONFIG, "digest": config_blob.digest, "size": config_blob.size},
-        "layers": [{"mediaType": DOCKER_LAYER, "digest": b.digest, "size": b.size} for b in layers],
-    }, separators=(",", ":")).encode()
-    return image
-
-
-class _Prefixed:
-    """`head` then the rest of `fh`, as one readable stream."""
-
-    def __init__(self, head: bytes, fh):
-        self._head, self._fh = head, fh
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            data, self._head = self._head, b""
-            return data + (self._fh.read(n - len(data)) if n > len(data) else b"" if n >= 0 else self._fh.read())
-        return self._fh.read(n)
-
-
-class _StreamReader:
-    """A file-like view of docker-py's chunk iterator, for tarfile's streaming mode."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks = iter(chunks)
-        self._buf = b""
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            try:
-                self._buf += next(self._chunks)
-            except StopIteration:
-                break
-        if n < 0:
-            data, self._buf = self._buf, b""
-        else:
-            data, self._buf = self._buf[:n], self._buf[n:]
-        return data
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Upload
 
@@ -242,16 +150,24 @@ def index_of(images: list[PlatformImage]) -> bytes:
 
 
 def push_to(client: RegistryClient, repository: str, images: list[PlatformImage], tags: list[str],
-            progress: Callable[[str], None] | None = None) -> Pushed:
-    """Push to one registry; the result carries the error instead of raising, so mirrors stay independent."""
+            progress: Callable[[str], None] | None = None, *, present: set[str] | None = None,
+            uploaded: set[str] | None = None) -> Pushed:
+    """Push to one registry; the result carries the error instead of raising, so mirrors stay independent.
+    `present`: digests already found there; `uploaded`: digests this push already sent (while exporting)."""
     result = Pushed(registry=client.host, repository=repository, platforms=[i.platform for i in images])
     say = progress or (lambda _msg: None)
+    present, uploaded = present or set(), uploaded or set()
     try:
         for image in images:
             for blob in [image.config, *image.layers]:
-                if client.blob_exists(repository, blob.digest) is not None:
+                if blob.digest in uploaded:
+                    continue
+                if blob.digest in present or client.blob_exists(repository, blob.digest) is not None:
                     client.stats.blobs_skipped += 1
                     continue
+                if blob.path is None and blob.data is None:  # found at the start, gone now (a registry GC?)
+                    raise RegistryError(f"{blob.digest} vanished from {client.host}/{repository} during the push",
+                                        "push again")
                 say(f"{client.host}: {image.platform} upload {blob.digest[7:19]} ({blob.size} bytes)")
                 client.upload_blob(repository, blob.digest, blob.source)
             client.put_manifest(repository, image.manifest_digest, image.manifest, DOCKER_MANIFEST)
@@ -306,20 +222,64 @@ def resolve_registry(flag: str | None, config_registry: str | None) -> str:
 
 
 def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *,
-         progress: Callable[[str], None] | None = None, client_factory=RegistryClient) -> list[Pushed]:
-    """Export each local image once, then push to every target; one Pushed per target, errors inside."""
+         progress: Callable[[str], None] | None = None, meter: Meter | None = None, client_factory=RegistryClient,
+         cache: LayerCache | None = None) -> list[Pushed]:
+    """Ask every target what it has, export and compress only what one lacks (once), then put the manifests and
+    tags on each target; one Pushed per target, errors inside."""
     if not tags:
         raise PushError("no tags to push", "pass --scheme or --tag")
+    images = [_inspect(docker_api, ref) for ref in local]
+    platforms = [i.platform for i in images]
+    if len(set(platforms)) != len(platforms):
+        raise PushError(f"two local images have the same platform ({', '.join(platforms)})",
+                        "give one image per platform")
+    cache = cache if cache is not None else LayerCache()
+    dests = [blobsync.Destination(client_factory(t.registry), t.repository) for t in targets]
     workdir = Path(tempfile.mkdtemp(prefix="bgeimg-push-"))
     try:
-        images = [export(docker_api, ref, workdir) for ref in local]
-        platforms = [i.platform for i in images]
-        if len(set(platforms)) != len(platforms):
-            raise PushError(f"two local images have the same platform ({', '.join(platforms)})",
-                            "give one image per platform")
-        return [push_to(client_factory(t.registry), t.repository, images, tags, progress) for t in targets]
+        ready, work = blobsync.prepare(docker_api, images, dests, cache, workdir, meter=meter)
+        prepared = [_platform_image(image, r) for image, r in zip(images, ready)]
+        results = []
+        for dest in dests:
+            client = dest.client
+            if dest.error is not None:
+                result = Pushed(registry=client.host, repository=dest.repository, platforms=platforms,
+                                stats=client.stats, error=dest.error)
+            else:
+                result = push_to(client, dest.repository, prepared, tags, progress, present=dest.present,
+                                 uploaded=dest.uploaded)
+            result.work = work
+            if result.ok:
+                for image in prepared:
+                    for blob in [image.config, *image.layers]:
+                        cache.found(blob.digest, client.host, dest.repository)
+            results.append(result)
+        return results
     finally:
+        try:
+            cache.save()
+        except OSError:
+            pass  # the cache is a hint: a read-only home makes the next push slower, not wrong
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _inspect(docker_api, ref: str) -> LocalImage:
+    try:
+        return describe(docker_api.inspect_image(ref), ref)
+    except Exception:
+        raise PushError(f"no local image {ref}", "build it first (bgeimg build) or name an existing image") from None
+
+
+def _platform_image(image: LocalImage, ready: blobsync.Ready) -> PlatformImage:
+    config = Blob(digest=ready.config_digest, size=len(ready.config), data=ready.config)
+    layers = [Blob(digest=d, size=size, path=path) for d, size, path in ready.layers]
+    result = PlatformImage(source=image.ref, platform=image.platform, config=config, layers=layers)
+    result.manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": DOCKER_CONFIG, "digest": config.digest, "size": config.size},
+        "layers": [{"mediaType": DOCKER_LAYER, "digest": b.digest, "size": b.size} for b in layers],
+    }, separators=(",", ":")).encode()
+    return result
 
 
 @dataclass
@@ -342,7 +302,7 @@ class ReleaseRequest:
 
 
 def release(request: ReleaseRequest, *, config_registry: str | None, config_tags: dict, project_dir: Path,
-            progress: Callable[[str], None] | None = None) -> list[Pushed]:
+            progress: Callable[[str], None] | None = None, meter: Meter | None = None) -> list[Pushed]:
     """Resolve the targets and the tag set (bad input first), then push; one Pushed per target."""
     from datetime import datetime, timezone
 
@@ -360,7 +320,7 @@ def release(request: ReleaseRequest, *, config_registry: str | None, config_tags
     docker_api = api_client()
     local = platform_images(docker_api, request.images[0], request.platforms) if len(request.images) == 1 \
         else list(request.images)
-    return push(docker_api, local, targets, tagset.tags, progress=progress)
+    return push(docker_api, local, targets, tagset.tags, progress=progress, meter=meter)
 
 
 def check_results(results: list[Pushed]) -> None:

@@ -89,6 +89,14 @@ def make_registry(tmp: Path, *, tls: bool = False, user: str | None = None, pass
     return reg.start()
 
 
+@pytest.fixture(autouse=True)
+def layer_cache(tmp_path, monkeypatch) -> Path:
+    """Each test its own push layer cache (BGEIMG_CACHE_DIR), so what one test pushed never speeds up another."""
+    directory = tmp_path / "bgeimg-cache"
+    monkeypatch.setenv("BGEIMG_CACHE_DIR", str(directory))
+    return directory
+
+
 @pytest.fixture()
 def own_registry(tmp_path):
     made: list[OwnRegistry] = []
