@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import tarfile
-import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -61,20 +61,35 @@ class Layer:
     path: Path
 
 
-def gzip_file(raw: Path, dest: Path) -> tuple[str, int]:
-    """Gzip `raw` into `dest` reproducibly; (digest, size) hashed as written, not read back."""
-    packer = isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, 31)  # wbits 31: a gzip member, mtime 0, no name
-    digest, size = hashlib.sha256(), 0
-    with raw.open("rb") as src, dest.open("wb") as out:
-        while True:
-            block = src.read(BLOCK)
-            data = packer.compress(block) if block else packer.flush()
-            digest.update(data)
-            size += len(data)
-            out.write(data)
-            if not block:
-                break
-    return "sha256:" + digest.hexdigest(), size
+class _Gzip:
+    """One layer gzipped on a pool thread while the export reads it: the reader puts blocks, then its verdict
+    (the diff_id it hashed, wanted or not) and None; the thread keeps the file only when it was wanted."""
+
+    def __init__(self, dest: Path, diff_size: int):
+        self.dest, self.diff_size = dest, diff_size
+        self.blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=32)  # at most 32 MB ahead of the gzip
+        self.diff_id: str | None = None  # set (None: not wanted, or the read broke off) before the final None
+
+    def run(self, on_layer: Callable[[Layer], None] | None) -> Layer | None:
+        packer = isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, 31)  # wbits 31: gzip, mtime 0, no name
+        digest, size = hashlib.sha256(), 0
+        with self.dest.open("wb") as out:
+            while True:
+                block = self.blocks.get()
+                data = packer.compress(block) if block is not None else packer.flush()
+                digest.update(data)
+                size += len(data)
+                out.write(data)
+                if block is None:
+                    break
+        if self.diff_id is None:
+            self.dest.unlink()
+            return None
+        layer = Layer(diff_id=self.diff_id, diff_size=self.diff_size, digest="sha256:" + digest.hexdigest(),
+                      size=size, path=self.dest)
+        if on_layer:
+            on_layer(layer)
+        return layer
 
 
 @dataclass
@@ -88,11 +103,11 @@ class Export:
 def export(docker_api, image: LocalImage, wanted: set[str], *, need_config: bool, skip_sizes: set[int],
            workdir: Path, pool: Executor, on_layer: Callable[[Layer], None] | None = None,
            meter: Meter | None = None) -> Export:
-    """Stream `docker save` once; spool and compress (on `pool`) only the layers in `wanted`.
+    """Stream `docker save` once; gzip (on `pool`, while reading) only the layers in `wanted`.
 
     A docker 20.10 save names layers by a v1 id, not their diff_id, so a layer is known only once it is read and
     hashed. A member whose size is that of a layer this push does not need (`skip_sizes`, from the cache) is only
-    hashed; any other is spooled and compressed if its hash is wanted. A wanted layer skipped by a size collision
+    hashed; any other is gzipped as it streams by and kept if its hash is wanted. A wanted layer skipped by a size collision
     is caught by its hash and fetched in a second pass. The export stops as soon as everything wanted is in."""
     meter = meter or Silent()
     got: dict[str, Future] = {}
@@ -118,10 +133,9 @@ def _one_pass(docker_api, image, wanted, need_config, skip, workdir, pool, on_la
     stream = export_stream(docker_api, [image.ref])
     key = f"export {image.ref}"
     meter.start(key, f"export {image.ref}", image.size or None)
-    lock = threading.Lock()
     try:
         counted = _Counting(stream, lambda n: meter.advance(key, n))
-        with tarfile.open(fileobj=counted, mode="r|") as tar:  # type: ignore[call-overload]  # read() is all it needs
+        with tarfile.open(fileobj=counted, mode="r|", bufsize=BLOCK) as tar:  # type: ignore[call-overload]
             for member in tar:
                 if not member.isfile():
                     continue
@@ -145,13 +159,17 @@ def _one_pass(docker_api, image, wanted, need_config, skip, workdir, pool, on_la
                 named = f"sha256:{name.rsplit('/', 1)[-1]}" if name.startswith("blobs/sha256/") else None
                 if named is not None and named in image.diff_ids and named not in wanted:
                     continue  # a save that names layers by diff_id (docker 25+): skipped unread
-                spool = member.size not in skip or named in wanted
-                diff_id, raw = _read(fh, workdir / f"raw-{len(got)}-{member.offset}" if spool else None)
-                if diff_id in wanted and diff_id not in got and raw is not None:
-                    with lock:
-                        got[diff_id] = pool.submit(_compress, diff_id, member.size, raw, on_layer)
-                elif raw is not None:
-                    raw.unlink()
+                if member.size in skip and named not in wanted:
+                    continue  # most likely a layer every registry has; if not, the second pass takes it
+                gz = _Gzip(workdir / f"layer-{image.image_id[7:19]}-{member.offset}.tar.gz", member.size)
+                job = pool.submit(gz.run, on_layer)
+                try:
+                    diff_id = _hash(fh, gz.blocks)
+                    if diff_id in wanted and diff_id not in got:
+                        gz.diff_id = diff_id
+                        got[diff_id] = job
+                finally:
+                    gz.blocks.put(None)
                 if set(got) >= wanted and not need_config:
                     break
     except (tarfile.TarError, OSError) as exc:
@@ -169,34 +187,16 @@ def _one_pass(docker_api, image, wanted, need_config, skip, workdir, pool, on_la
     return None
 
 
-def _read(fh, spool: Path | None) -> tuple[str, Path | None]:
-    """Hash a layer as it streams by, writing it to `spool` when given."""
+def _hash(fh, blocks: queue.Queue[bytes | None] | None) -> str:
+    """Hash a layer as it streams by, handing each block to the gzip thread when one is given."""
     digest = hashlib.sha256()
-    out = spool.open("wb") if spool else None
-    try:
-        while True:
-            block = fh.read(BLOCK)
-            if not block:
-                break
-            digest.update(block)
-            if out:
-                out.write(block)
-    finally:
-        if out:
-            out.close()
-    return "sha256:" + digest.hexdigest(), spool
-
-
-def _compress(diff_id: str, diff_size: int, raw: Path, on_layer: Callable[[Layer], None] | None) -> Layer:
-    dest = raw.with_name(raw.name.replace("raw-", "layer-") + ".tar.gz")
-    try:
-        digest, size = gzip_file(raw, dest)
-    finally:
-        raw.unlink()
-    layer = Layer(diff_id=diff_id, diff_size=diff_size, digest=digest, size=size, path=dest)
-    if on_layer:
-        on_layer(layer)
-    return layer
+    while True:
+        block = fh.read(BLOCK)
+        if not block:
+            return "sha256:" + digest.hexdigest()
+        digest.update(block)
+        if blocks is not None:
+            blocks.put(block)
 
 
 class _Prefixed:
