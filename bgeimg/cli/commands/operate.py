@@ -12,6 +12,7 @@ from rich.markup import escape
 from bgeimg.cli.commands.profiles import resolve_profile
 from bgeimg.cli.options import ConfigOpt, JsonOpt, ProfileOpt, ProfilesDirOpt, SetOpt
 from bgeimg.cli.output import emit_json, line, out, say
+from bgeimg.cli.progress import meter
 
 
 def deploy_render(
@@ -50,11 +51,14 @@ def bundle_save(
     image: List[str] = typer.Argument(..., help="Images to carry (their -amd64/-arm64 siblings come along)."),
     output: Path = typer.Option(..., "--output", "-o", help="The bundle file, e.g. site.tar.zst."),
 ) -> None:
-    """Write one zstd-compressed file with the images and a manifest of sha256 checksums."""
+    """Write one zstd-compressed OCI layout of the images (a shared layer once) with sha256 checksums; `docker load`
+    and skopeo read it too."""
     from bgeimg.oci.docker import api_client
     from bgeimg.operate import bundle
 
-    for m in bundle.save(api_client(), list(image), output):
+    with meter() as bytes_meter:
+        members = bundle.save(api_client(), list(image), output, meter=bytes_meter)
+    for m in members:
         line(f"{', '.join(m.refs)}: {m.size} bytes, sha256 {m.sha256[:12]}")
     line(f"wrote {output} ({output.stat().st_size} bytes)")
 
@@ -67,7 +71,8 @@ def bundle_load(
     from bgeimg.oci.docker import api_client
     from bgeimg.operate import bundle
 
-    members = bundle.verify(path) if verify_only else bundle.load(api_client(), path)
+    with meter() as bytes_meter:
+        members = bundle.verify(path, bytes_meter) if verify_only else bundle.load(api_client(), path, bytes_meter)
     for m in members:
         line(f"{'verified' if verify_only else 'loaded'} {', '.join(m.refs)}")
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from bgeimg.cli.options import ConfigOpt, JsonOpt
 from bgeimg.cli.output import emit_json, line, out, say
+from bgeimg.cli.progress import meter
 
 
 def push(
@@ -42,9 +43,10 @@ def push(
         schemes=tuple(scheme) if scheme else None, version=version, extra_tags=tuple(tag or ()), latest=latest,
         prefix=prefix, suffix=suffix, long_commit=long_commit, allow_dirty=allow_dirty,
         platforms=platform.split(",") if platform else None)
-    results = pushing.release(request, config_registry=cfg.registry, config_tags=cfg.tags,
-                              project_dir=cfg.path.parent if cfg.path else Path.cwd(),
-                              progress=None if json_out else say)
+    with meter(quiet=json_out) as bytes_meter:
+        results = pushing.release(request, config_registry=cfg.registry, config_tags=cfg.tags,
+                                  project_dir=cfg.path.parent if cfg.path else Path.cwd(),
+                                  progress=None if json_out else say, meter=bytes_meter)
     if json_out:
         emit_json(results)
     else:
