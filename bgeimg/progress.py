@@ -3,6 +3,8 @@ passes a meter that draws bars on a terminal or prints plain lines; the default 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 
@@ -11,7 +13,7 @@ class Meter(Protocol):
 
     def advance(self, key: str, n: int) -> None: ...
 
-    def finish(self, key: str) -> None: ...
+    def finish(self, key: str, ok: bool = True) -> None: ...
 
 
 class Silent:
@@ -23,5 +25,17 @@ class Silent:
     def advance(self, key: str, n: int) -> None:
         pass
 
-    def finish(self, key: str) -> None:
+    def finish(self, key: str, ok: bool = True) -> None:
         pass
+
+
+@contextlib.contextmanager
+def step(meter: Meter, key: str, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A metered step: yields `advance(n)`; the meter hears whether it ended well (a failure is the error's line)."""
+    meter.start(key, description, total)
+    ok = False
+    try:
+        yield lambda n: meter.advance(key, n)
+        ok = True
+    finally:
+        meter.finish(key, ok)

@@ -13,7 +13,7 @@ from bgeimg.progress import Meter, Silent
 
 
 class Lines:
-    """One line when a step starts and one when it ends, with its bytes and time."""
+    """One line when a step has ended well, with its bytes and time (a failed step leaves only the error's line)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -22,7 +22,6 @@ class Lines:
     def start(self, key: str, description: str, total: int | None) -> None:
         with self._lock:
             self._steps[key] = (description, time.monotonic(), 0)
-        say(f"{description}" + (f" ({total:,} bytes)" if total else "") + " ...")
 
     def advance(self, key: str, n: int) -> None:
         with self._lock:
@@ -30,10 +29,10 @@ class Lines:
                 description, started, done = self._steps[key]
                 self._steps[key] = (description, started, done + n)
 
-    def finish(self, key: str) -> None:
+    def finish(self, key: str, ok: bool = True) -> None:
         with self._lock:
             step = self._steps.pop(key, None)
-        if step:
+        if step and ok:
             description, started, done = step
             say(f"{description}: {done:,} bytes in {time.monotonic() - started:.1f} s")
 
@@ -55,7 +54,7 @@ class Bars:
         if task is not None:
             self._progress.advance(task, n)
 
-    def finish(self, key: str) -> None:
+    def finish(self, key: str, ok: bool = True) -> None:
         with self._lock:
             task = self._tasks.pop(key, None)
         if task is not None:

@@ -16,6 +16,7 @@ per image, `manifest.json` first) still load.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -23,6 +24,7 @@ import json
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +33,7 @@ import zstandard
 from bgeimg.errors import BgeimgError
 from bgeimg.oci import layout
 from bgeimg.oci.docker import export_stream
-from bgeimg.progress import Meter, Silent
+from bgeimg.progress import Meter, Silent, step
 
 FORMAT = "bgeimg-bundle/2"
 FORMAT_V1 = "bgeimg-bundle/1"  # images/N.tar, one docker save each: still loaded
@@ -77,13 +79,12 @@ def save(docker_api, images: list[str], output: Path, meter: Meter | None = None
             if not found:
                 raise BundleError(f"no local image {image}", "build or pull it first")
             refs += [r for r in found if r not in refs]
-        meter.start("export", f"export {len(refs)} images", None)
-        stream = export_stream(docker_api, refs)
-        try:
-            saved = layout.from_docker_save(stream, work, lambda n: meter.advance("export", n))
-        finally:
-            stream.close()
-            meter.finish("export")
+        with step(meter, "export", f"export {len(refs)} images", None) as advance:
+            stream = export_stream(docker_api, refs)
+            try:
+                saved = layout.from_docker_save(stream, work, advance)
+            finally:
+                stream.close()
         members = [Member(refs=[i.ref], file=f"blobs/sha256/{i.manifest[7:]}", sha256=i.manifest[7:], size=i.size)
                    for i in saved]
         names = layout.files(work)
@@ -91,20 +92,16 @@ def save(docker_api, images: list[str], output: Path, meter: Meter | None = None
         checksums = json.dumps({"format": FORMAT, "images": [vars(m) for m in members], "files": sums},
                                indent=1).encode()
         total = sum(size for _, size in sums.values())
-        meter.start("write", f"write {output.name}", total)
         partial = output.with_name(output.name + ".partial")
-        try:
-            with partial.open("wb") as raw:
-                with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as zst:
-                    with tarfile.open(fileobj=zst, mode="w|") as tar:
-                        info = tarfile.TarInfo(CHECKSUMS)
-                        info.size = len(checksums)
-                        tar.addfile(info, io.BytesIO(checksums))
-                        for name in names:
-                            tar.add(work / name, arcname=name)
-                            meter.advance("write", sums[name][1])
-        finally:
-            meter.finish("write")
+        with step(meter, "write", f"write {output.name}", total) as advance, partial.open("wb") as raw:
+            with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as zst:
+                with tarfile.open(fileobj=zst, mode="w|") as tar:
+                    info = tarfile.TarInfo(CHECKSUMS)
+                    info.size = len(checksums)
+                    tar.addfile(info, io.BytesIO(checksums))
+                    for name in names:
+                        tar.add(work / name, arcname=name)
+                        advance(sums[name][1])
         partial.replace(output)  # a half-written bundle never carries the final name
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -119,13 +116,18 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _open(path: Path, meter: Meter, key: str):
+def _size(path: Path) -> int:
     if not path.is_file():
         raise BundleError(f"{path}: no such file", "give the path of a bundle made by `bgeimg bundle save`")
-    raw = path.open("rb")
-    meter.start(key, f"{key} {path.name}", path.stat().st_size)
-    counted = _Counted(raw, lambda n: meter.advance(key, n))
-    return raw, zstandard.ZstdDecompressor().stream_reader(counted)  # type: ignore[arg-type]  # read() suffices
+    return path.stat().st_size
+
+
+@contextlib.contextmanager
+def _opened(path: Path, advance) -> Iterator:
+    """The bundle's tar stream, its compressed bytes reported to `advance`."""
+    with path.open("rb") as raw:
+        with zstandard.ZstdDecompressor().stream_reader(_Counted(raw, advance)) as inner:  # type: ignore[arg-type]
+            yield inner
 
 
 class _Counted:
@@ -147,11 +149,12 @@ def _corrupt(path: Path, exc: Exception) -> BundleError:
 
 def _check(path: Path, meter: Meter) -> tuple[str, list[Member]]:
     """Read the whole bundle once and check every member against its checksums: (format, members)."""
-    raw, inner = _open(path, meter, "verify")
+    size = _size(path)
     manifest: dict | None = None
     seen: dict[str, tuple[str, int]] = {}
     try:
-        with raw, inner, tarfile.open(fileobj=inner, mode="r|") as tar:
+        with step(meter, "verify", f"verify {path.name}", size) as advance, _opened(path, advance) as inner, \
+                tarfile.open(fileobj=inner, mode="r|") as tar:
             for entry in tar:
                 fh = tar.extractfile(entry)
                 if fh is None:
@@ -166,10 +169,13 @@ def _check(path: Path, meter: Meter) -> tuple[str, list[Member]]:
                     digest.update(chunk)
                     size += len(chunk)
                 seen[entry.name] = (digest.hexdigest(), size)
+            return _compare(path, manifest, seen)  # inside the step: a mismatch is a failed verify
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise _corrupt(path, exc) from None
-    finally:
-        meter.finish("verify")
+
+
+def _compare(path: Path, manifest: dict | None, seen: dict[str, tuple[str, int]]) -> tuple[str, list[Member]]:
+    """What was read against the checksums the bundle carries."""
     if not manifest or manifest.get("format") not in (FORMAT, FORMAT_V1):
         raise BundleError(f"{path} is not a bgeimg bundle (no {FORMAT} manifest)", "make one with `bgeimg bundle save`")
     members = [Member(**m) for m in manifest["images"]]
@@ -201,9 +207,8 @@ def load(docker_api, path: Path, meter: Meter | None = None) -> list[Member]:
     layer once), a first-format bundle one image at a time."""
     meter = meter or Silent()
     fmt, members = _check(path, meter)
-    raw, inner = _open(path, meter, "load")
     try:
-        with raw, inner:
+        with step(meter, "load", f"load {path.name}", _size(path)) as advance, _opened(path, advance) as inner:
             if fmt == FORMAT:
                 _engine_load(docker_api, iter(functools.partial(inner.read, 1 << 20), b""), path.name)
             else:
@@ -215,8 +220,6 @@ def load(docker_api, path: Path, meter: Meter | None = None) -> list[Member]:
                             _engine_load(docker_api, iter(functools.partial(fh.read, 1 << 20), b""), entry.name)
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:  # changed under our feet
         raise _corrupt(path, exc) from None
-    finally:
-        meter.finish("load")
     return members
 
 

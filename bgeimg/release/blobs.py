@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bgeimg.errors import BgeimgError
 from bgeimg.oci.registry import RegistryClient
-from bgeimg.progress import Meter, Silent
+from bgeimg.progress import Meter, Silent, step
 from bgeimg.release.export import COMPRESSION, Layer, LocalImage, export
 from bgeimg.release.layercache import Compressed, LayerCache, sha256_of
 
@@ -176,12 +176,9 @@ def _ensure(dest: Destination, digest: str, path: Path, meter: Meter) -> None:
         if client.blob_exists(dest.repository, digest) is not None:
             dest.present.add(digest)
             return
-        key = f"{client.host} {digest}"
-        meter.start(key, f"upload {digest[7:19]} to {client.host}", path.stat().st_size)
-        try:
-            client.upload_blob(dest.repository, digest, path, progress=lambda n: meter.advance(key, n))
-        finally:
-            meter.finish(key)
+        with step(meter, f"{client.host} {digest}", f"upload {digest[7:19]} to {client.host}",
+                  path.stat().st_size) as advance:
+            client.upload_blob(dest.repository, digest, path, progress=advance)
         dest.uploaded.add(digest)
     except BgeimgError as exc:
         dest.fail(exc)

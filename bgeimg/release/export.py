@@ -133,6 +133,7 @@ def _one_pass(docker_api, image, wanted, need_config, skip, workdir, pool, on_la
     stream = export_stream(docker_api, [image.ref])
     key = f"export {image.ref}"
     meter.start(key, f"export {image.ref}", image.size or None)
+    ok = False
     try:
         counted = _Counting(stream, lambda n: meter.advance(key, n))
         with tarfile.open(fileobj=counted, mode="r|", bufsize=BLOCK) as tar:  # type: ignore[call-overload]
@@ -172,12 +173,13 @@ def _one_pass(docker_api, image, wanted, need_config, skip, workdir, pool, on_la
                     gz.blocks.put(None)
                 if set(got) >= wanted and not need_config:
                     break
+        ok = True
     except (tarfile.TarError, OSError) as exc:
         raise OutsideError(f"docker save of {image.ref} broke off ({type(exc).__name__})",
                            "is the engine healthy?") from None
     finally:
         stream.close()  # an early stop: the engine ends its export
-        meter.finish(key)
+        meter.finish(key, ok)
     if manifest:
         entry = manifest[0]
         return configs.get(entry.get("Config", ""))
