@@ -88,7 +88,9 @@ def save(docker_api, images: list[str], output: Path, meter: Meter | None = None
         members = [Member(refs=[i.ref], file=f"blobs/sha256/{i.manifest[7:]}", sha256=i.manifest[7:], size=i.size)
                    for i in saved]
         names = layout.files(work)
-        sums = {name: (_sha256_file(work / name), (work / name).stat().st_size) for name in names}
+        # A blob's name is its sha256 (layout.py hashed it as it was written); only the metadata is hashed here.
+        sums = {name: (name[len("blobs/sha256/"):] if name.startswith("blobs/sha256/") else _sha256_file(work / name),
+                       (work / name).stat().st_size) for name in names}
         checksums = json.dumps({"format": FORMAT, "images": [vars(m) for m in members], "files": sums},
                                indent=1).encode()
         total = sum(size for _, size in sums.values())
