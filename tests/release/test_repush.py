@@ -41,6 +41,13 @@ def test_second_push_exports_compresses_and_uploads_nothing(docker_api, tiny_ima
     other = push(image, reg.host, "--tag", "three", "--repo", "elsewhere/tiny")
     assert other["digest"] == first["digest"] and other["bytes_uploaded"] == 0 and other["layers_compressed"] == 0
     assert other["blobs_mounted"] == first["blobs_uploaded"]
+    # not a terminal: byte progress as one plain line per finished step (a new registry: export and uploads again)
+    plain = bgeimg("push", image, "--registry", own_registry().host, "--tag", "four", "--scheme", "commit",
+                   "--allow-dirty")
+    assert plain.returncode == 0, plain.stderr
+    lines = plain.stderr.splitlines()
+    assert any(x.startswith(f"export {image}-amd64: ") and " bytes in " in x for x in lines), plain.stderr
+    assert sum(x.startswith("upload ") and " bytes in " in x for x in lines) == first["blobs_uploaded"] - 1  # + config
 
 
 def test_a_cache_that_lies_still_gives_a_correct_push(docker_api, tiny_image, own_registry, layer_cache) -> None:
