@@ -11,6 +11,7 @@ import hashlib
 import json
 import queue
 import tarfile
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ class _Gzip:
         self.dest, self.diff_size = dest, diff_size
         self.blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=32)  # at most 32 MB ahead of the gzip
         self.diff_id: str | None = None  # set (None: not wanted, or the read broke off) before the final None
+        self.passthrough = False  # the engine saved it gzipped already (a containerd store): kept as it is
 
     def run(self, on_layer: Callable[[Layer], None] | None) -> Layer | None:
         packer = isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, 31)  # wbits 31: gzip, mtime 0, no name
@@ -76,7 +78,10 @@ class _Gzip:
         with self.dest.open("wb") as out:
             while True:
                 block = self.blocks.get()
-                data = packer.compress(block) if block is not None else packer.flush()
+                if self.passthrough:
+                    data = block or b""
+                else:
+                    data = packer.compress(block) if block is not None else packer.flush()
                 digest.update(data)
                 size += len(data)
                 out.write(data)
@@ -127,8 +132,8 @@ def export(docker_api, image: LocalImage, wanted: set[str], *, need_config: bool
 
 
 def _one_pass(docker_api, image, wanted, need_config, skip, workdir, pool, on_layer, meter, got) -> bytes | None:
-    hexid = image.image_id.split(":")[-1]
     configs: dict[str, bytes] = {}
+    found: bytes | None = None
     manifest = None
     stream = export_stream(docker_api, [image.ref])
     key = f"export {image.ref}"
@@ -147,10 +152,10 @@ def _one_pass(docker_api, image, wanted, need_config, skip, workdir, pool, on_la
                     continue
                 if member.size < (4 << 20) and (name.endswith(".json") or name.startswith("blobs/")):
                     head = fh.read(1)
-                    if head == b"{":  # an image config (a layer tar never starts with `{`)
+                    if head == b"{":  # JSON: a config, a manifest, an index (a layer tar never starts with `{`)
                         configs[name] = head + fh.read()
-                        if name in (f"{hexid}.json", f"blobs/sha256/{hexid}"):
-                            need_config = False
+                        if _describes(configs[name], image):
+                            found, need_config = configs[name], False
                         if not wanted and not need_config:
                             break
                         continue
@@ -165,7 +170,7 @@ def _one_pass(docker_api, image, wanted, need_config, skip, workdir, pool, on_la
                 gz = _Gzip(workdir / f"layer-{image.image_id[7:19]}-{member.offset}.tar.gz", member.size)
                 job = pool.submit(gz.run, on_layer)
                 try:
-                    diff_id = _hash(fh, gz.blocks)
+                    diff_id, gz.diff_size = _hash(fh, gz)
                     if diff_id in wanted and diff_id not in got:
                         gz.diff_id = diff_id
                         got[diff_id] = job
@@ -180,25 +185,45 @@ def _one_pass(docker_api, image, wanted, need_config, skip, workdir, pool, on_la
     finally:
         stream.close()  # an early stop: the engine ends its export
         meter.finish(key, ok)
-    if manifest:
-        entry = manifest[0]
-        return configs.get(entry.get("Config", ""))
-    for name in (f"{hexid}.json", f"blobs/sha256/{hexid}"):
-        if name in configs:
-            return configs[name]
-    return None
+    if found is None and manifest:
+        found = configs.get(manifest[0].get("Config", ""))
+    return found if found is not None and _describes(found, image) else None
 
 
-def _hash(fh, blocks: queue.Queue[bytes | None] | None) -> str:
-    """Hash a layer as it streams by, handing each block to the gzip thread when one is given."""
-    digest = hashlib.sha256()
+def _describes(raw: bytes, image: LocalImage) -> bool:
+    """Is `raw` the image config of `image` (its rootfs lists exactly the image's diff_ids)?"""
+    try:
+        doc = json.loads(raw)
+        return isinstance(doc, dict) and (doc.get("rootfs") or {}).get("diff_ids") == image.diff_ids
+    except ValueError:
+        return False
+
+
+def _hash(fh, gz: _Gzip) -> tuple[str, int]:
+    """A layer's (diff_id, uncompressed size) as it streams by, each block handed to the gzip thread. A layer the
+    engine saved gzipped (Docker 26's containerd store does) is hashed through inflate and kept as it is."""
+    digest, size = hashlib.sha256(), 0
+    inflate = None
+    first = True
     while True:
         block = fh.read(BLOCK)
+        if first:
+            first = False
+            if block[:2] == b"\x1f\x8b":
+                gz.passthrough = True  # before the first block reaches the thread
+                inflate = zlib.decompressobj(31)
         if not block:
-            return "sha256:" + digest.hexdigest()
-        digest.update(block)
-        if blocks is not None:
-            blocks.put(block)
+            return "sha256:" + digest.hexdigest(), size
+        plain = block
+        if inflate is not None:
+            plain = inflate.decompress(block)
+            while inflate.eof and inflate.unused_data:  # concatenated gzip members (pigz and the like)
+                rest = inflate.unused_data
+                inflate = zlib.decompressobj(31)
+                plain += inflate.decompress(rest)
+        digest.update(plain)
+        size += len(plain)
+        gz.blocks.put(block)
 
 
 class _Prefixed:

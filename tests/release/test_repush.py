@@ -77,3 +77,40 @@ def test_a_cache_that_lies_still_gives_a_correct_push(docker_api, tiny_image, ow
     # and the cache was corrected: a third push does nothing
     third = push(image, reg.host, "--tag", "three")
     assert (third["layers_compressed"], third["bytes_uploaded"]) == (0, 0)
+
+
+DOCKER26 = "/var/run/bgeimg-docker26.sock"  # scripts/testbed.sh up --modern: Docker 26 with the containerd store
+
+
+def test_push_from_a_containerd_image_store(own_registry, docker_api) -> None:
+    """Docker 26's containerd store saves layers gzipped: they go up as saved (nothing compressed), the config is
+    found by its content, and the image runs where it is pulled."""
+    import os
+    import subprocess
+    import uuid
+    from pathlib import Path
+
+    if not Path(DOCKER26).is_socket():
+        pytest.skip(f"no Docker 26 at {DOCKER26} (scripts/testbed.sh up --modern)")
+    env = {**os.environ, "DOCKER_HOST": f"unix://{DOCKER26}"}
+    image = f"bgeimg-test-push/d26-{uuid.uuid4().hex[:8]}:1"
+    subprocess.run(["/usr/bin/docker", "build", "-q", "-t", image, "-"], check=True, capture_output=True, env=env,
+                   input=b"FROM python:3.11-slim\nRUN head -c 100000 /dev/urandom > /blob\n")
+    reg = own_registry()
+    pulled = f"{reg.host}/{image.split(':')[0]}:one"
+    try:
+        first = bgeimg("push", image, "--registry", reg.host, "--tag", "one", "--scheme", "commit", "--allow-dirty",
+                       "--json", env=env)
+        assert first.returncode == 0, first.stderr
+        doc = json.loads(first.stdout)[0]
+        assert doc["layers_compressed"] == 2 and doc["blobs_uploaded"] == 3
+        again = json.loads(bgeimg("push", image, "--registry", reg.host, "--tag", "two", "--scheme", "commit",
+                                  "--allow-dirty", "--json", env=env).stdout)[0]
+        assert (again["digest"], again["images_exported"], again["bytes_uploaded"]) == (doc["digest"], 0, 0)
+        subprocess.run(["/usr/bin/docker", "pull", "-q", pulled], check=True, capture_output=True)
+        ran = subprocess.run(["/usr/bin/docker", "run", "--rm", pulled, "wc", "-c", "/blob"], capture_output=True,
+                             text=True, check=True)
+        assert ran.stdout.split()[0] == "100000"
+    finally:
+        subprocess.run(["/usr/bin/docker", "rmi", image], capture_output=True, env=env)
+        subprocess.run(["/usr/bin/docker", "rmi", pulled], capture_output=True)
