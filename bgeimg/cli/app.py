@@ -123,7 +123,7 @@ def _command() -> str:
 
 
 def _finish(code: int) -> None:
-    """Flush stdout before exiting, so a full disk or a closed pipe behind it fails loudly, not silently."""
+    """Flush stdout, so a full disk or a closed pipe behind it fails loudly, then exit with `code` (return on 0)."""
     try:
         sys.stdout.flush()
     except BrokenPipeError:
@@ -134,7 +134,8 @@ def _finish(code: int) -> None:
         found = _os_error(exc) or (3, str(exc))
         error(f"cannot write the output: {found[1]}")
         sys.exit(code or found[0])
-    sys.exit(code)
+    if code:
+        sys.exit(code)
 
 
 def _quiet_stdout() -> None:

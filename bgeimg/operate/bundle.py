@@ -54,8 +54,11 @@ def _exists(docker_api, ref: str) -> bool:
 
 def save(docker_api, images: list[str], output: Path) -> list[Member]:
     """Write the bundle. Each image is streamed out of the engine into a temporary file (never whole in memory)."""
+    from bgeimg import atomic
+
+    atomic.check_new_file(output)  # a wrong -o is reported before the engine is asked for anything
     members: list[Member] = []
-    work = Path(tempfile.mkdtemp(prefix="bgeimg-bundle-"))
+    work = Path(tempfile.mkdtemp(prefix="bgeimg-bundle-"))  # removed in `finally:`, on SIGINT/SIGTERM too
     try:
         refs: list[str] = []
         for image in images:
@@ -73,16 +76,14 @@ def save(docker_api, images: list[str], output: Path) -> list[Member]:
             members.append(Member(refs=[ref], file=f"images/{i}.tar", sha256=digest.hexdigest(),
                                   size=path.stat().st_size))
         manifest = json.dumps({"format": FORMAT, "images": [vars(m) for m in members]}, indent=2).encode()
-        partial = output.with_name(output.name + ".partial")
-        with partial.open("wb") as raw:
-            with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as zst:
+        with atomic.file(output, "wb") as raw:  # a half-written bundle never carries the final name
+            with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw, closefd=False) as zst:
                 with tarfile.open(fileobj=zst, mode="w|") as tar:
                     info = tarfile.TarInfo("manifest.json")
                     info.size = len(manifest)
                     tar.addfile(info, io.BytesIO(manifest))
                     for m in members:
                         tar.add(work / Path(m.file).name, arcname=m.file)
-        partial.replace(output)  # a half-written bundle never carries the final name
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return members

@@ -8,6 +8,7 @@ probes on /health, 16 Gi and one GPU for the CUDA profile.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,10 +195,19 @@ def render(target: str, profile: Profile, options: DeployOptions) -> dict[str, s
 
 
 def write(files: dict[str, str], directory: Path) -> list[Path]:
-    """Write the rendered files into `directory` (made when missing); the paths written."""
+    """Write the rendered files into `directory` (made when missing), each atomically; the paths written."""
+    from bgeimg import atomic
+
+    if directory.exists() and not directory.is_dir():
+        raise DeployError(f"{directory} is a file, not a directory", "give -o a directory for the manifests")
+    made = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in files.items():
-        (directory / name).write_text(text)
-        written.append(directory / name)
+    try:
+        for name, text in files.items():
+            written.append(atomic.write_text(directory / name, text))
+    except BaseException:
+        if made:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     return written

@@ -66,6 +66,7 @@ def render(
     backend: str = typer.Option("classic", "--backend", help="classic (Engine API) or buildkit syntax."),
 ) -> None:
     """Render the build context; without -o, print the Dockerfile."""
+    from bgeimg import atomic
     from bgeimg.context import assemble
     from bgeimg.context import render as rendering
     from bgeimg.context.model import Lock
@@ -77,7 +78,10 @@ def render(
     if output is None:
         sys.stdout.write(rendering.render(resolved.profile, options).dockerfile)
         return
-    assemble.prepare(resolved.profile, output, options, lock=Lock.load(lock_path(resolved)))
+    # Made in OUTPUT.tmp-XXXX and renamed when complete; an existing non-empty directory is replaced only when it
+    # is a context bgeimg rendered before.
+    with atomic.directory(output, allow_existing=assemble.is_context(output)) as work:
+        assemble.prepare(resolved.profile, work, options, lock=Lock.load(lock_path(resolved)))
     err.print(f"rendered profile [bold]{resolved.profile.name}[/] into ", end="")
     err.print(str(output), markup=False)
 
