@@ -20,6 +20,7 @@ from bgeimg.profile import Profile
 
 TARGETS = ("k8s", "compose", "nginx")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_CLAIM = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 _BACKEND = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 
 
@@ -51,9 +52,15 @@ def check(options: DeployOptions) -> None:
         raise DeployError(f"name {options.name!r} is not a valid Kubernetes name", "lowercase letters, digits, '-'")
     if options.replicas < 1 or not 1 <= options.min_replicas <= options.max_replicas:
         raise DeployError("replicas must be >= 1 and min <= max", "e.g. --replicas 2")
+    if options.namespace is not None and not _NAME.fullmatch(options.namespace):
+        raise DeployError(f"namespace {options.namespace!r} is not a valid Kubernetes namespace",
+                          "lowercase letters, digits, '-', at most 63")
+    if options.model_claim is not None and not _CLAIM.fullmatch(options.model_claim):
+        raise DeployError(f"model claim {options.model_claim!r} is not a valid PersistentVolumeClaim name",
+                          "lowercase letters, digits, '-' and '.', at most 253")
     for b in options.backends:
-        if not _BACKEND.fullmatch(b):
-            raise DeployError(f"backend {b!r} is not host:port", "e.g. --backend 10.0.0.5:8000")
+        if not _BACKEND.fullmatch(b) or not 1 <= int(b.rsplit(":", 1)[1]) <= 65535:
+            raise DeployError(f"backend {b!r} is not host:port (port 1-65535)", "e.g. --backend 10.0.0.5:8000")
 
 
 def _name(profile: Profile, options: DeployOptions) -> str:

@@ -54,7 +54,12 @@ def parse_model_ref(value: Any) -> Any:
     if value == "none":
         return {"source": "none"}
     if value.startswith("hf://"):
-        model_id, _, revision = value[len("hf://") :].partition("@")
+        model_id, at, revision = value[len("hf://") :].partition("@")
+        if at and not revision:  # `hf://org/name@` is a typo, never "main"
+            from bgeimg.errors import ProfileError
+
+            raise ProfileError(f"model {value!r} has an empty revision after '@'",
+                               f"give hf://{model_id}@main or a commit, or drop the '@'")
         return {"source": "hf", "id": model_id, "revision": revision or "main"}
     return {"source": "path", "path": value}
 
@@ -131,12 +136,12 @@ class Mirrors(_Strict):
 class Server(_Strict):
     """The serving app's settings, passed to it as environment variables in the image."""
 
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1, le=64)
-    max_batch_size: int = Field(32, ge=1, le=4096)
+    port: int = Field(8000, strict=True, ge=1, le=65535)
+    workers: int = Field(1, strict=True, ge=1, le=64)
+    max_batch_size: int = Field(32, strict=True, ge=1, le=4096)
     max_length: int | None = Field(None, ge=1, le=131072)
-    healthcheck_interval: int = Field(15, ge=1, le=3600)
-    start_period: int = Field(120, ge=1, le=3600)  # Docker refuses 0
+    healthcheck_interval: int = Field(15, strict=True, ge=1, le=3600)
+    start_period: int = Field(120, strict=True, ge=1, le=3600)  # Docker refuses 0
 
 
 class User(_Strict):
@@ -256,7 +261,8 @@ class Profile(_Strict):
             try:
                 Requirement(line)
             except InvalidRequirement as exc:
-                raise ValueError(f"{line!r} is not a valid requirement (PEP 508): {exc}") from None
+                raise ValueError(f"{line!r} is not a valid requirement (PEP 508): "
+                                 f"{str(exc).splitlines()[0]}") from None
         return v
 
     @field_validator("torch_index_url")

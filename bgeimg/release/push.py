@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bgeimg.errors import BgeimgError, OutsideError
 from bgeimg.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST
-from bgeimg.oci.platform import ARCH_SUFFIX, platform_str
+from bgeimg.oci.platform import ARCH_SUFFIX, platform_matches, platform_str
 from bgeimg.oci.reference import check_repository, split_registry, split_tag
 from bgeimg.oci.registry import RegistryClient, RegistryError, Stats
 
@@ -108,18 +108,20 @@ def platform_images(docker_api, image: str, platforms: list[str] | None = None) 
             continue
         siblings.append(ref)
     found = siblings or [image]
-    if platforms:
-        wanted = {p.split("/")[1] for p in platforms}
-        found = [ref for ref in found if _arch_of(docker_api, ref) in wanted]
-        missing = wanted - {_arch_of(docker_api, ref) for ref in found}
+    if platforms:  # os, architecture and variant all compared: windows/amd64 is not linux/amd64
+        have = {ref: _platform_of(docker_api, ref) for ref in found}
+        found = [ref for ref in found if any(platform_matches(have[ref], p) for p in platforms)]
+        missing = {p for p in platforms if not any(platform_matches(have[ref], p) for ref in found)}
         if missing:
             raise PushError(f"no local image of {image} for {', '.join(sorted(missing))}",
                             f"build it first: bgeimg build --platform {','.join(platforms)} --tag {image}")
     return found
 
 
-def _arch_of(docker_api, ref: str) -> str:
-    return docker_api.inspect_image(ref)["Architecture"]
+def _platform_of(docker_api, ref: str) -> str:
+    info = docker_api.inspect_image(ref)
+    return platform_str({"os": info.get("Os", "linux"), "architecture": info.get("Architecture", "amd64"),
+                         "variant": info.get("Variant")})
 
 
 def _gzip_to(src, dest: Path) -> tuple[str, int, str]:

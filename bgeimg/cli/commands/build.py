@@ -10,6 +10,8 @@ import typer
 from bgeimg.cli.commands.profiles import lock_path, resolve_profile
 from bgeimg.cli.options import ConfigOpt, ModelOpt, ProfileOpt, ProfilesDirOpt, SetOpt
 from bgeimg.cli.output import err, line, out
+from bgeimg.oci.platform import parse_list
+from bgeimg.oci.reference import check_reference
 
 
 def build(
@@ -50,10 +52,12 @@ def build(
     resolved = resolve_profile(profile, sets, config, profiles_dir, model)
     options = builds.BuildOptions(
         image=tag or f"bge-{resolved.profile.name}:latest", engine=engine,
-        platforms=platform.split(",") if platform else None, wheelhouse=wheelhouse, ca_bundle=ca_bundle,
+        platforms=parse_list(platform), wheelhouse=wheelhouse, ca_bundle=ca_bundle,
         context_dir=context_dir, no_cache=no_cache, push=push, cache_from=list(cache_from or []),
         cache_to=list(cache_to or []), lock_file=lock or lock_path(resolved), update_lock=update_lock,
     )
+
+    check_reference(options.image)  # bad input is reported before the engine is contacted
 
     def said(chosen) -> None:
         err.print(f"engine: [bold]{chosen.engine.name}[/] ", end="", soft_wrap=True)

@@ -12,6 +12,7 @@ from rich.table import Table
 from bgeimg.cli.options import ConfigOpt, ModelOpt, ProfileOpt, ProfilesDirOpt, SetOpt
 from bgeimg.cli.output import err, line, out
 from bgeimg.errors import BgeimgError
+from bgeimg.oci.platform import parse_list
 
 
 def resolve_profile(name, sets, config, profiles_dirs, model: str | None = None):
@@ -38,7 +39,8 @@ def profiles_list(profiles_dir: ProfilesDirOpt = None) -> None:
     from bgeimg import profile as profiles
 
     table = Table("profile", "aliases", "description", "file")
-    for name, aliases, description, path in profiles.list_profiles(profiles.search_dirs(profiles_dir or [])):
+    warn = lambda text: err.print(f"warning: {text} (skipped)", markup=False, soft_wrap=True)  # noqa: E731
+    for name, aliases, description, path in profiles.list_profiles(profiles.search_dirs(profiles_dir or []), warn):
         table.add_row(name, ", ".join(aliases), description, str(path))
     out.print(table)
 
@@ -99,7 +101,7 @@ def wheelhouse(
     from bgeimg.context import wheelhouse as wheels
 
     p = resolve_profile(profile, set_, config, profiles_dir).profile
-    platforms = platform.split(",") if platform else p.platforms
+    platforms = parse_list(platform) or p.platforms
     extra = [p.torch_index_url] if p.torch_index_url else []
     for plat in platforms:
         dest = output if len(platforms) == 1 else output / plat.replace("/", "-")
