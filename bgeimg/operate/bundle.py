@@ -103,10 +103,10 @@ def _corrupt(path: Path, exc: Exception) -> BundleError:
 
 def verify(path: Path) -> list[Member]:
     """Check every member against the manifest; returns the members. Imports nothing."""
-    raw, tar = _open(path)
     manifest: dict | None = None
     seen: dict[str, tuple[str, int]] = {}
     try:
+        raw, tar = _open(path)  # a non-zstd or truncated file fails right here
         with raw, tar:
             for entry in tar:
                 fh = tar.extractfile(entry)
@@ -122,9 +122,16 @@ def verify(path: Path) -> list[Member]:
                 seen[entry.name] = (digest.hexdigest(), size)
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise _corrupt(path, exc) from None
-    if not manifest or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path} is not a bgeimg bundle (no {FORMAT} manifest)", "make one with `bgeimg bundle save`")
-    members = [Member(**m) for m in manifest["images"]]
+    try:
+        members = [Member(**m) for m in manifest["images"]]
+        if not all(isinstance(m.file, str) and isinstance(m.sha256, str) and isinstance(m.size, int)
+                   and isinstance(m.refs, list) for m in members):
+            raise TypeError("wrong types")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise BundleError(f"{path}: its manifest is malformed ({type(exc).__name__}: {str(exc)[:80]})",
+                          "make the bundle again with `bgeimg bundle save`") from None
     for m in members:
         got = seen.get(m.file)
         if got is None:
