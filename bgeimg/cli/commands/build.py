@@ -7,9 +7,9 @@ from typing import List, Optional
 
 import typer
 
+from bgeimg.cli import output
 from bgeimg.cli.commands.profiles import lock_path, resolve_profile
 from bgeimg.cli.options import ConfigOpt, JsonOpt, ModelOpt, ProfileOpt, ProfilesDirOpt, SetOpt
-from bgeimg.cli import output
 from bgeimg.cli.output import emit_json, err, line, out
 
 
