@@ -72,8 +72,12 @@ def copy_local(spec: ModelSpec, dest: Path) -> ModelFiles:
 
 
 def _hf_error(spec: ModelSpec, endpoint: str, exc: Exception, offline: bool = False) -> ModelError | OutsideError:
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = f"{spec.id}@{spec.revision} on {endpoint}"
     if offline and isinstance(exc, LocalEntryNotFoundError):
