@@ -14,14 +14,14 @@ import typer
 
 from bgeimg import __version__
 from bgeimg.cli.commands import analyze, build, operate, profiles, release
-from bgeimg.cli.output import error, line
+from bgeimg.cli.output import error, line, set_verbosity
 from bgeimg.errors import BgeimgError, Terminated, redact
 
 app = typer.Typer(
     name="bgeimg",
     help="Build small, correct, versioned container images that serve BGE models, and prove they are small.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 profiles_app = typer.Typer(help="List and show build profiles.", no_args_is_help=True)
@@ -33,6 +33,7 @@ app.add_typer(bundle_app, name="bundle")
 
 profiles_app.command("list")(profiles.profiles_list)
 profiles_app.command("show")(profiles.profiles_show)
+profiles_app.command("schema")(profiles.profiles_schema)
 app.command("render")(profiles.render)
 app.command("build")(build.build)
 app.command("wheelhouse")(profiles.wheelhouse)
@@ -57,9 +58,27 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error (or set "
                                "BGEIMG_DEBUG=1)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results and errors (any command; also after it)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Every build log line and step detail (any command; "
+                                 "also after it)."),
 ) -> None:
+    set_verbosity(-1 if quiet else 1 if verbose else 0)
     if debug:
         os.environ["BGEIMG_DEBUG"] = "1"
+
+
+VERBOSITY_FLAGS = ("-q", "--quiet", "-v", "--verbose", "--debug")
+
+
+def _lift_verbosity(argv: list[str]) -> list[str]:
+    """`bgeimg build -q` means `bgeimg -q build`: the global flags work after any command (before `--`)."""
+    if "--" in argv:
+        cut = argv.index("--")
+        head, tail = argv[:cut], argv[cut:]
+    else:
+        head, tail = argv, []
+    flags = [a for a in head if a in VERBOSITY_FLAGS]
+    return flags + [a for a in head if a not in VERBOSITY_FLAGS] + tail
 
 
 def _click_errors() -> tuple[type, ...]:
@@ -152,7 +171,7 @@ def main() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        code = app(standalone_mode=False, prog_name="bgeimg")
+        code = app(args=_lift_verbosity(sys.argv[1:]), standalone_mode=False, prog_name="bgeimg")
         if isinstance(code, int) and code:  # click hands back an interrupted run's exit code instead of raising
             if code == 130:
                 _interrupted()
@@ -165,7 +184,7 @@ def main() -> None:
         _finish(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         _interrupted()
-    except _click_errors() as exc:  # usage errors: unknown option, missing argument, bad choice
+    except _click_errors() as exc:  # type: ignore[misc]  # usage errors: unknown option, missing argument, bad choice
         ctx = getattr(exc, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         error(redact(f"{exc.format_message()}{where}"))
