@@ -136,12 +136,20 @@ class Mirrors(_Strict):
 class Server(_Strict):
     """The serving app's settings, passed to it as environment variables in the image."""
 
-    port: int = Field(8000, strict=True, ge=1, le=65535)
-    workers: int = Field(1, strict=True, ge=1, le=64)
-    max_batch_size: int = Field(32, strict=True, ge=1, le=4096)
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_batch_size: int = Field(32, ge=1, le=4096)
     max_length: int | None = Field(None, ge=1, le=131072)
-    healthcheck_interval: int = Field(15, strict=True, ge=1, le=3600)
-    start_period: int = Field(120, strict=True, ge=1, le=3600)  # Docker refuses 0
+    healthcheck_interval: int = Field(15, ge=1, le=3600)
+    start_period: int = Field(120, ge=1, le=3600)  # Docker refuses 0
+
+    @field_validator("port", "workers", "max_batch_size", "max_length", "healthcheck_interval", "start_period",
+                     mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML `true` would otherwise become 1
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 class User(_Strict):

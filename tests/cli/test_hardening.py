@@ -30,7 +30,7 @@ CASES = {
                                  "error: --platform is empty (for example --platform linux/amd64,linux/arm64, or "
                                  "leave it out)"),
     "port is a bool": ({}, ["render", "--set", "server.port=true"], 2,
-                       "error: --set server.port: server.port: Input should be a valid integer (got True)"),
+                       "error: --set server.port: server.port: expected a number, got true"),
     "empty hf revision": ({}, ["render", "-m", "hf://BAAI/bge-m3@"], 2,
                           "error: model 'hf://BAAI/bge-m3@' has an empty revision after '@' (give "
                           "hf://BAAI/bge-m3@main or a commit, or drop the '@')"),
