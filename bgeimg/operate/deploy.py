@@ -59,8 +59,10 @@ def check(options: DeployOptions) -> None:
         raise DeployError(f"model claim {options.model_claim!r} is not a valid PersistentVolumeClaim name",
                           "lowercase letters, digits, '-' and '.', at most 253")
     for b in options.backends:
-        if not _BACKEND.fullmatch(b) or not 1 <= int(b.rsplit(":", 1)[1]) <= 65535:
-            raise DeployError(f"backend {b!r} is not host:port (port 1-65535)", "e.g. --backend 10.0.0.5:8000")
+        if not _BACKEND.fullmatch(b):
+            raise DeployError(f"backend {b!r} is not host:port", "e.g. --backend 10.0.0.5:8000")
+        if not 1 <= int(b.rsplit(":", 1)[1]) <= 65535:
+            raise DeployError(f"backend {b!r}: the port must be 1-65535", "e.g. --backend 10.0.0.5:8000")
 
 
 def _name(profile: Profile, options: DeployOptions) -> str:

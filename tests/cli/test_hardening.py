@@ -54,7 +54,7 @@ CASES = {
                      "digits, '-' and '.', at most 253)"),
     "deploy backend port": ({}, ["deploy", "render", "--target", "nginx", "--image", "bge:1", "--allow-tag",
                                  "--backend", "h:99999"], 2,
-                            "error: backend 'h:99999' is not host:port (port 1-65535) (e.g. --backend 10.0.0.5:8000)"),
+                            "error: backend 'h:99999': the port must be 1-65535 (e.g. --backend 10.0.0.5:8000)"),
     "deploy image": ({}, ["deploy", "render", "--target", "k8s", "--image", "bad image$(id)@@x", "--allow-tag"], 2,
                      "error: 'bad image$(id)@@x' is not an image reference (expected "
                      "[registry/]repository[:tag][@sha256:digest])"),
