@@ -60,7 +60,7 @@ def test_missing_platform_pushes_nothing(docker_api, registry, tiny_image) -> No
     result = bgeimg("push", image, "--registry", registry, "--platform", "linux/amd64,linux/arm64", "--tag", "x",
                     "--scheme", "commit", "--allow-dirty")
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"error: no local image of {image} for arm64 (build it first: bgeimg build "
+    assert result.stderr.strip() == (f"error: no local image of {image} for linux/arm64 (build it first: bgeimg build "
                                      f"--platform linux/amd64,linux/arm64 --tag {image})")
     assert not has_manifest(registry, image.split(":")[0], "x")
 
