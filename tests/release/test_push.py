@@ -133,7 +133,7 @@ def test_registry_stopped_mid_push_leaves_no_tag_and_a_retry_completes(docker_ap
     (["--tag", "x"], "error: no registry to push to (pass --registry HOST[/NAMESPACE], set `registry:` in bgeimg.yaml, "
                      "or export BGE_REGISTRY_URL)"),
     (["--registry", "127.0.0.1:5000", "--scheme", "calver"], "error: unknown tag scheme 'calver' (choose from semver, "
-                                                             "commit, timestamp or none)"),
+                                                             "commit, timestamp, ref, edge, pr or none)"),
     (["--registry", "127.0.0.1:5000", "--version", "1.2"], "error: version '1.2' is not semver: it needs "
      "MAJOR.MINOR.PATCH, e.g. 1.4.2 (semver 2.0.0 rule 2: three dot-separated non-negative integers)"),
     (["--registry", "127.0.0.1:5000", "--tag", "bad tag"], "error: tag 'bad tag' is not valid (tags match "
