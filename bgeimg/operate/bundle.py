@@ -70,8 +70,11 @@ def _exists(docker_api, ref: str) -> bool:
 def save(docker_api, images: list[str], output: Path, meter: Meter | None = None) -> list[Member]:
     """Write the bundle: one `docker save` of every image into an OCI layout on disk (each blob once), then the
     checksums and the layout into one zstd-compressed tar."""
+    from bgeimg import atomic
+
+    atomic.check_new_file(output)  # a wrong -o is reported before the engine is asked for anything
     meter = meter or Silent()
-    work = Path(tempfile.mkdtemp(prefix="bgeimg-bundle-"))
+    work = Path(tempfile.mkdtemp(prefix="bgeimg-bundle-"))  # removed in `finally:`, on SIGINT/SIGTERM too
     try:
         refs: list[str] = []
         for image in images:
@@ -94,9 +97,9 @@ def save(docker_api, images: list[str], output: Path, meter: Meter | None = None
         checksums = json.dumps({"format": FORMAT, "images": [vars(m) for m in members], "files": sums},
                                indent=1).encode()
         total = sum(size for _, size in sums.values())
-        partial = output.with_name(output.name + ".partial")
-        with step(meter, "write", f"write {output.name}", total) as advance, partial.open("wb") as raw:
-            with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as zst:
+        # a half-written bundle never carries the final name
+        with step(meter, "write", f"write {output.name}", total) as advance, atomic.file(output, "wb") as raw:
+            with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw, closefd=False) as zst:
                 with tarfile.open(fileobj=zst, mode="w|") as tar:
                     info = tarfile.TarInfo(CHECKSUMS)
                     info.size = len(checksums)
@@ -104,7 +107,6 @@ def save(docker_api, images: list[str], output: Path, meter: Meter | None = None
                     for name in names:
                         tar.add(work / name, arcname=name)
                         advance(sums[name][1])
-        partial.replace(output)  # a half-written bundle never carries the final name
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return members
@@ -178,13 +180,20 @@ def _check(path: Path, meter: Meter) -> tuple[str, list[Member]]:
 
 def _compare(path: Path, manifest: dict | None, seen: dict[str, tuple[str, int]]) -> tuple[str, list[Member]]:
     """What was read against the checksums the bundle carries."""
-    if not manifest or manifest.get("format") not in (FORMAT, FORMAT_V1):
+    if not isinstance(manifest, dict) or manifest.get("format") not in (FORMAT, FORMAT_V1):
         raise BundleError(f"{path} is not a bgeimg bundle (no {FORMAT} manifest)", "make one with `bgeimg bundle save`")
-    members = [Member(**m) for m in manifest["images"]]
-    if manifest["format"] == FORMAT_V1:
-        expected = {m.file: (m.sha256, m.size) for m in members}
-    else:
-        expected = {name: (digest, size) for name, (digest, size) in manifest["files"].items()}
+    try:
+        members = [Member(**m) for m in manifest["images"]]
+        if not all(isinstance(m.file, str) and isinstance(m.sha256, str) and isinstance(m.size, int)
+                   and isinstance(m.refs, list) for m in members):
+            raise TypeError("wrong types")
+        if manifest["format"] == FORMAT_V1:
+            expected = {m.file: (m.sha256, m.size) for m in members}
+        else:
+            expected = {str(name): (str(digest), int(size)) for name, (digest, size) in manifest["files"].items()}
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise BundleError(f"{path}: its manifest is malformed ({type(exc).__name__}: {str(exc)[:80]})",
+                          "make the bundle again with `bgeimg bundle save`") from None
     owner = {m.file: f" ({', '.join(m.refs)})" for m in members}
     for name, want in expected.items():
         got = seen.get(name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,10 +61,11 @@ class Work:
 
 
 def prepare(docker_api, images: list[LocalImage], dests: list[Destination], cache: LayerCache, workdir: Path, *,
-            meter: Meter | None = None) -> tuple[list[Ready], Work]:
+            meter: Meter | None = None, say: Callable[[str], None] | None = None) -> tuple[list[Ready], Work]:
     """Steps 1 and 2 for every destination at once; the returned blobs are in every destination without error,
     or on disk under `workdir` (the caller removes it once every manifest is put)."""
     meter = meter or Silent()
+    tell = say or (lambda _msg: None)
     work = Work()
     known: dict[str, Compressed] = {}
     for image in images:
@@ -96,7 +98,7 @@ def prepare(docker_api, images: list[LocalImage], dests: list[Destination], cach
         with lock:
             for dest in dests:
                 if dest.error is None and dest.queue is not None:
-                    uploads.append((dest, dest.queue.submit(_ensure, dest, layer.digest, layer.path, meter)))
+                    uploads.append((dest, dest.queue.submit(_ensure, dest, layer, meter, tell)))
 
     with ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="bgeimg-gzip") as pool:
         for dest in dests:
@@ -167,8 +169,9 @@ def _has(dest: Destination, entry: Compressed, cache: LayerCache) -> bool:
     return False
 
 
-def _ensure(dest: Destination, digest: str, path: Path, meter: Meter) -> None:
+def _ensure(dest: Destination, layer: Layer, meter: Meter, say: Callable[[str], None]) -> None:
     """Upload a freshly compressed blob unless the destination has it (another image or push may have sent it)."""
+    digest, path = layer.digest, layer.path
     if dest.error is not None or digest in dest.present or digest in dest.uploaded:
         return
     client = dest.client
@@ -176,6 +179,7 @@ def _ensure(dest: Destination, digest: str, path: Path, meter: Meter) -> None:
         if client.blob_exists(dest.repository, digest) is not None:
             dest.present.add(digest)
             return
+        say(f"{client.host}: upload {digest[7:19]} ({layer.size} bytes)")
         with step(meter, f"{client.host} {digest}", f"upload {digest[7:19]} to {client.host}",
                   path.stat().st_size) as advance:
             client.upload_blob(dest.repository, digest, path, progress=advance)

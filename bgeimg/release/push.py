@@ -18,13 +18,14 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgeimg.errors import BgeimgError, OutsideError
 from bgeimg.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST
-from bgeimg.oci.platform import ARCH_SUFFIX
+from bgeimg.oci.platform import ARCH_SUFFIX, platform_matches, platform_str
 from bgeimg.oci.reference import check_repository, split_registry, split_tag
 from bgeimg.oci.registry import RegistryClient, RegistryError, Stats
 from bgeimg.progress import Meter
@@ -123,59 +124,90 @@ def platform_images(docker_api, image: str, platforms: list[str] | None = None) 
             continue
         siblings.append(ref)
     found = siblings or [image]
-    if platforms:
-        wanted = {p.split("/")[1] for p in platforms}
-        found = [ref for ref in found if _arch_of(docker_api, ref) in wanted]
-        missing = wanted - {_arch_of(docker_api, ref) for ref in found}
+    if platforms:  # os, architecture and variant all compared: windows/amd64 is not linux/amd64
+        have = {ref: _platform_of(docker_api, ref) for ref in found}
+        found = [ref for ref in found if any(platform_matches(have[ref], p) for p in platforms)]
+        missing = {p for p in platforms if not any(platform_matches(have[ref], p) for ref in found)}
         if missing:
             raise PushError(f"no local image of {image} for {', '.join(sorted(missing))}",
                             f"build it first: bgeimg build --platform {','.join(platforms)} --tag {image}")
     return found
 
 
-def _arch_of(docker_api, ref: str) -> str:
-    return docker_api.inspect_image(ref)["Architecture"]
+def _platform_of(docker_api, ref: str) -> str:
+    info = docker_api.inspect_image(ref)
+    return platform_str({"os": info.get("Os", "linux"), "architecture": info.get("Architecture", "amd64"),
+                         "variant": info.get("Variant")})
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Upload
 
 
-def index_of(images: list[PlatformImage]) -> bytes:
-    """One manifest list over the platforms, in a stable order."""
+def index_of(images: list[PlatformImage], annotations: dict[str, str] | None = None) -> bytes:
+    """One manifest list over the platforms, in a stable order; `annotations` (the OCI version of what was pushed)
+    go on the index, where registries and `docker buildx imagetools inspect` show them."""
     manifests = sorted((img.descriptor() for img in images), key=lambda d: d["digest"])
     manifests.sort(key=lambda d: (d["platform"]["os"], d["platform"]["architecture"]))
-    return json.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": manifests},
-                      separators=(",", ":")).encode()
+    doc: dict = {"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": manifests}
+    if annotations:
+        doc["annotations"] = dict(sorted(annotations.items()))
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+# What a registry answers when a manifest names a blob it does not (yet) have: another push of the same image may
+# be finishing that very blob (both skipped or both uploaded it), or the blob was lost. Checked and re-sent.
+_BLOB_MISSING = ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "DIGEST_INVALID")
+
+
+def _send_blobs(client: RegistryClient, repository: str, image: PlatformImage, say: Callable[[str], None],
+                *, count_skips: bool = True, present: set[str] | None = None,
+                uploaded: set[str] | None = None) -> None:
+    for blob in [image.config, *image.layers]:
+        if uploaded and blob.digest in uploaded:
+            continue
+        if (present and blob.digest in present) or client.blob_exists(repository, blob.digest) is not None:
+            if count_skips:
+                client.stats.blobs_skipped += 1
+            continue
+        if blob.path is None and blob.data is None:  # found at the start, gone now (a registry GC?)
+            raise RegistryError(f"{blob.digest} vanished from {client.host}/{repository} during the push",
+                                "push again")
+        say(f"{client.host}: {image.platform} upload {blob.digest[7:19]} ({blob.size} bytes)")
+        client.upload_blob(repository, blob.digest, blob.source)
+
+
+def _put_platform_manifest(client: RegistryClient, repository: str, image: PlatformImage,
+                           say: Callable[[str], None], attempts: int = 4) -> None:
+    """Put the manifest; when the registry says a blob it names is missing (a concurrent push of the same image
+    is finishing it, or its upload was lost), check every blob, send the missing ones again and retry."""
+    for attempt in range(attempts):
+        try:
+            client.put_manifest(repository, image.manifest_digest, image.manifest, DOCKER_MANIFEST)
+            return
+        except RegistryError as exc:
+            if attempt == attempts - 1 or not any(code in str(exc) for code in _BLOB_MISSING):
+                raise
+        time.sleep(0.5 * (2 ** attempt))  # let the other push's upload commit before looking again
+        _send_blobs(client, repository, image, say, count_skips=False)
 
 
 def push_to(client: RegistryClient, repository: str, images: list[PlatformImage], tags: list[str],
-            progress: Callable[[str], None] | None = None, *, present: set[str] | None = None,
-            uploaded: set[str] | None = None) -> Pushed:
+            progress: Callable[[str], None] | None = None, annotations: dict[str, str] | None = None, *,
+            present: set[str] | None = None, uploaded: set[str] | None = None) -> Pushed:
     """Push to one registry; the result carries the error instead of raising, so mirrors stay independent.
     `present`: digests already found there; `uploaded`: digests this push already sent (while exporting)."""
     result = Pushed(registry=client.host, repository=repository, platforms=[i.platform for i in images])
     say = progress or (lambda _msg: None)
-    present, uploaded = present or set(), uploaded or set()
     try:
         for image in images:
-            for blob in [image.config, *image.layers]:
-                if blob.digest in uploaded:
-                    continue
-                if blob.digest in present or client.blob_exists(repository, blob.digest) is not None:
-                    client.stats.blobs_skipped += 1
-                    continue
-                if blob.path is None and blob.data is None:  # found at the start, gone now (a registry GC?)
-                    raise RegistryError(f"{blob.digest} vanished from {client.host}/{repository} during the push",
-                                        "push again")
-                say(f"{client.host}: {image.platform} upload {blob.digest[7:19]} ({blob.size} bytes)")
-                client.upload_blob(repository, blob.digest, blob.source)
-            client.put_manifest(repository, image.manifest_digest, image.manifest, DOCKER_MANIFEST)
+            _send_blobs(client, repository, image, say, present=present, uploaded=uploaded)
+            _put_platform_manifest(client, repository, image, say)
         # Tags are written only once every platform manifest is confirmed present.
         for image in images:
             if client.head_manifest(repository, image.manifest_digest) is None:
                 raise RegistryError(f"{client.host}/{repository}@{image.manifest_digest} missing after upload")
-        index = index_of(images)
+        index = index_of(images, annotations)
         result.digest = client.put_manifest(repository, "sha256:" + hashlib.sha256(index).hexdigest(), index,
                                             DOCKER_LIST)
         for tag in tags:
@@ -223,7 +255,7 @@ def resolve_registry(flag: str | None, config_registry: str | None) -> str:
 
 def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *,
          progress: Callable[[str], None] | None = None, meter: Meter | None = None, client_factory=RegistryClient,
-         cache: LayerCache | None = None) -> list[Pushed]:
+         annotations: dict[str, str] | None = None, cache: LayerCache | None = None) -> list[Pushed]:
     """Ask every target what it has, export and compress only what one lacks (once), then put the manifests and
     tags on each target; one Pushed per target, errors inside."""
     if not tags:
@@ -237,7 +269,7 @@ def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *
     dests = [blobsync.Destination(client_factory(t.registry), t.repository) for t in targets]
     workdir = Path(tempfile.mkdtemp(prefix="bgeimg-push-"))
     try:
-        ready, work = blobsync.prepare(docker_api, images, dests, cache, workdir, meter=meter)
+        ready, work = blobsync.prepare(docker_api, images, dests, cache, workdir, meter=meter, say=progress)
         prepared = [_platform_image(image, r) for image, r in zip(images, ready)]
         results = []
         for dest in dests:
@@ -246,7 +278,7 @@ def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *
                 result = Pushed(registry=client.host, repository=dest.repository, platforms=platforms,
                                 stats=client.stats, error=dest.error)
             else:
-                result = push_to(client, dest.repository, prepared, tags, progress, present=dest.present,
+                result = push_to(client, dest.repository, prepared, tags, progress, annotations, present=dest.present,
                                  uploaded=dest.uploaded)
             result.work = work
             if result.ok:
@@ -315,12 +347,17 @@ def release(request: ReleaseRequest, *, config_registry: str | None, config_tags
     policy = tagging.policy_from_config(
         config_tags, schemes=request.schemes, latest=request.latest, prefix=request.prefix, suffix=request.suffix,
         long_commit=request.long_commit or None, allow_dirty=request.allow_dirty, extra=request.extra_tags)
-    tagset = tagging.compute_tags(policy, version=request.version, git=gitinfo.facts(project_dir),
-                                  now=datetime.now(timezone.utc))
+    git = gitinfo.facts(project_dir)
+    tagset = tagging.compute_tags(policy, version=request.version, git=git, now=datetime.now(timezone.utc))
+    # The version of what was pushed (the label inside says what it was built as, often `latest`), fixed per
+    # version and commit so pushing the same image twice gives the same index digest.
+    annotations = {"org.opencontainers.image.version": tagset.version or tagset.tags[0]}
+    if git.commit:
+        annotations["org.opencontainers.image.revision"] = git.commit
     docker_api = api_client()
     local = platform_images(docker_api, request.images[0], request.platforms) if len(request.images) == 1 \
         else list(request.images)
-    return push(docker_api, local, targets, tagset.tags, progress=progress, meter=meter)
+    return push(docker_api, local, targets, tagset.tags, progress=progress, meter=meter, annotations=annotations)
 
 
 def check_results(results: list[Pushed]) -> None:
