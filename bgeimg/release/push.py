@@ -192,6 +192,20 @@ def _put_platform_manifest(client: RegistryClient, repository: str, image: Platf
         _send_blobs(client, repository, image, say, count_skips=False)
 
 
+def _put_index(client: RegistryClient, repository: str, ref: str, index: bytes, attempts: int = 4) -> str:
+    """Put the index under its digest or a tag. A concurrent push of the same image rewrites the registry's links
+    to the platform manifests as this put checks them (distribution writes them in place), which reads as
+    DIGEST_INVALID / MANIFEST_BLOB_UNKNOWN for a moment: wait and put again."""
+    for attempt in range(attempts):
+        try:
+            return client.put_manifest(repository, ref, index, DOCKER_LIST)
+        except RegistryError as exc:
+            if attempt == attempts - 1 or not any(code in str(exc) for code in _BLOB_MISSING):
+                raise
+        time.sleep(0.5 * (2 ** attempt))
+    raise AssertionError("unreachable")
+
+
 def push_to(client: RegistryClient, repository: str, images: list[PlatformImage], tags: list[str],
             progress: Callable[[str], None] | None = None, annotations: dict[str, str] | None = None, *,
             present: set[str] | None = None, uploaded: set[str] | None = None) -> Pushed:
@@ -208,10 +222,9 @@ def push_to(client: RegistryClient, repository: str, images: list[PlatformImage]
             if client.head_manifest(repository, image.manifest_digest) is None:
                 raise RegistryError(f"{client.host}/{repository}@{image.manifest_digest} missing after upload")
         index = index_of(images, annotations)
-        result.digest = client.put_manifest(repository, "sha256:" + hashlib.sha256(index).hexdigest(), index,
-                                            DOCKER_LIST)
+        result.digest = _put_index(client, repository, "sha256:" + hashlib.sha256(index).hexdigest(), index)
         for tag in tags:
-            client.put_manifest(repository, tag, index, DOCKER_LIST)
+            _put_index(client, repository, tag, index)
             result.tags.append(tag)
             say(f"{client.host}/{repository}:{tag} -> {result.digest}")
     except BgeimgError as exc:
