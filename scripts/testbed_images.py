@@ -14,7 +14,8 @@ for a foreign architecture.
 
 Subcommands:
   push  --registry HOST:PORT --layer-cache DIR --rootfs ARCH=TAR [--rootfs ...]
-  check --registry HOST:PORT     exit 0 when every stand-in tag resolves (HEAD)
+  check --registry HOST:PORT [--arch A ...]  exit 0 when every stand-in tag has these architectures
+                                 (default amd64 and arm64)
   list  --registry HOST:PORT     print repo:tag [platforms] for the whole registry
 """
 
@@ -304,7 +305,8 @@ def cmd_check(args) -> int:
     ok = True
     for repo, (tag, _, _) in IMAGES.items():
         desc = describe(reg, repo, tag)
-        want = {"linux/amd64", "linux/arm64/v8"}
+        want = {"linux/" + "/".join(filter(None, (PLATFORMS[a]["architecture"], PLATFORMS[a].get("variant"))))
+                for a in (args.arch or PLATFORMS)}
         have = set((desc or "").split(", "))
         if not want <= have:
             ok = False
@@ -331,6 +333,7 @@ def main(argv=None) -> int:
     sc = sub.add_parser("check")
     sc.add_argument("--registry", required=True)
     sc.add_argument("--quiet", action="store_true")
+    sc.add_argument("--arch", action="append", choices=sorted(PLATFORMS))
     sl = sub.add_parser("list")
     sl.add_argument("--registry", required=True)
     args = p.parse_args(argv)
