@@ -14,6 +14,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TESTBED_CACHE = Path(os.environ.get("BGEIMG_TESTBED_CACHE", "/var/cache/bgeimg-testbed"))
 DOCKER26_HOST = os.environ.get("BGEIMG_TEST_DOCKER26_HOST", "unix:///var/run/bgeimg-docker26.sock")
 DOCKER26_CLI = os.environ.get("BGEIMG_TEST_DOCKER26_CLI", str(TESTBED_CACHE / "docker26/root/usr/bin/docker"))
@@ -58,3 +61,30 @@ DOCKER20 = BedEngine("docker20", os.environ.get("DOCKER_HOST", "unix:///var/run/
                       containerd_store=False)
 DOCKER26 = BedEngine("docker26", DOCKER26_HOST, DOCKER26_CLI, containerd_store=True)
 ENGINES = {e.name: e for e in (DOCKER20, DOCKER26)}
+
+
+def _engine(name: str) -> BedEngine:
+    engine = ENGINES[name]
+    if not engine.answers():
+        message = f"{name} does not answer at {engine.host}: run `scripts/testbed.sh up --modern` first"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: a missing test bed is a failure, not a skip)")
+        pytest.skip(message)
+    return engine
+
+
+# Fixtures (imported by the test modules that use them)
+
+@pytest.fixture(scope="session")
+def docker20() -> BedEngine:
+    return _engine("docker20")
+
+
+@pytest.fixture(scope="session")
+def docker26() -> BedEngine:
+    return _engine("docker26")
+
+
+def bed_engine(name: str) -> BedEngine:
+    """The engine `name` (docker20 | docker26), skipped or failed like the fixtures when it does not answer."""
+    return _engine(name)
