@@ -28,7 +28,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import sys
 import time
 import urllib.parse
