@@ -14,7 +14,8 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Callable
 
-from bgeimg.registry import INDEX_TYPES, platform_of
+from bgeimg.oci.mediatypes import INDEX_TYPES
+from bgeimg.oci.registry import platform_of
 
 _SMALL = 4 << 20  # manifests, indexes and configs are far below this; layers are skipped
 
