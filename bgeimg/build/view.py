@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from rich.console import Console, Group
@@ -14,15 +15,18 @@ from bgeimg.build.backends.base import BuildEvent, StepLog
 from bgeimg.build.run import BuildReport
 
 _LINES = 6
+PROGRESS = ("auto", "plain", "quiet", "rawjson")  # buildx's --progress modes, shown bgeimg's way
 
 
 class LiveView:
     """A rich Live panel: platform, current step, elapsed time, the step's last lines. Use as a context manager
     and pass `update` as the build's `on_event`. On a non-terminal console it prints one line per step."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, progress: str = "auto"):
         self.console = console
-        self.live = Live(console=console, refresh_per_second=4, transient=True) if console.is_terminal else None
+        self.progress = progress
+        live = progress == "auto" and console.is_terminal
+        self.live = Live(console=console, refresh_per_second=4, transient=True) if live else None
         self.started = time.monotonic()
 
     def __enter__(self) -> LiveView:
@@ -35,6 +39,19 @@ class LiveView:
             self.live.__exit__(*exc)
 
     def update(self, platform: str, event: BuildEvent, log: StepLog) -> None:
+        if event.kind == "note":
+            self.console.print(event.text, markup=False, highlight=False, soft_wrap=True)
+            return
+        if self.progress == "quiet":
+            return
+        if self.progress == "rawjson":  # one JSON object per event, for machines
+            if event.kind != "done":
+                print(json.dumps({"platform": platform, "kind": event.kind, "text": event.text}),
+                      file=self.console.file, flush=True)
+            return
+        if self.progress == "plain" and event.kind == "output":
+            self.console.print(f"{platform}   {event.text}", highlight=False, soft_wrap=True, markup=False)
+            return
         if self.live is None:
             if event.kind == "step":
                 self.console.print(f"[dim]{platform}[/] {event.text}", highlight=False, soft_wrap=True)

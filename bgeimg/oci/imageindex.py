@@ -14,8 +14,8 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Callable
 
-from bgeimg.oci.mediatypes import INDEX_TYPES
-from bgeimg.oci.registry import platform_of
+from bgeimg.oci.mediatypes import INDEX_TYPES, is_attestation
+from bgeimg.oci.platform import platform_str as platform_of
 
 _SMALL = 4 << 20  # manifests, indexes and configs are far below this; layers are skipped
 
@@ -48,12 +48,6 @@ class IndexInfo:
     attestations: list[Attestation]
 
 
-def _is_attestation(desc: dict) -> bool:
-    ann = desc.get("annotations") or {}
-    return ann.get("vnd.docker.reference.type") == "attestation-manifest" or \
-        platform_of(desc.get("platform")) == "unknown/unknown"
-
-
 def describe(digest: str, media_type: str, doc: dict, read_json: Callable[[str], dict],
              read_config: Callable[[str], dict] | None = None) -> IndexInfo:
     """The index (or single manifest) `doc` with digest `digest`; `read_json(digest)` fetches a manifest,
@@ -63,7 +57,7 @@ def describe(digest: str, media_type: str, doc: dict, read_json: Callable[[str],
         return IndexInfo(digest, media_type, [_image(digest, doc, None, read_config)], [])
     images, attestations = [], []
     for desc in doc.get("manifests") or []:
-        if _is_attestation(desc):
+        if is_attestation(desc):
             manifest = read_json(desc["digest"])
             kinds = [(layer.get("annotations") or {}).get("in-toto.io/predicate-type", "")
                      for layer in manifest.get("layers") or []]

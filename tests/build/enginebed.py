@@ -73,18 +73,6 @@ def _engine(name: str) -> BedEngine:
     return engine
 
 
-# Fixtures (imported by the test modules that use them)
-
-@pytest.fixture(scope="session")
-def docker20() -> BedEngine:
-    return _engine("docker20")
-
-
-@pytest.fixture(scope="session")
-def docker26() -> BedEngine:
-    return _engine("docker26")
-
-
 def bed_engine(name: str) -> BedEngine:
     """The engine `name` (docker20 | docker26), skipped or failed like the fixtures when it does not answer."""
     return _engine(name)

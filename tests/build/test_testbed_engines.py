@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from enginebed import docker20, docker26  # noqa: F401 (fixtures)
-
 pytestmark = pytest.mark.engine
 
 

@@ -15,6 +15,7 @@ from bgeimg.build.backends.base import BuildError, BuildEvent, Step, StepLog
 
 _VERTEX_RE = re.compile(r"^#(\d+) (\[[^\]]+\] .*)$")
 _OUTPUT_RE = re.compile(r"^#(\d+) \d+(?:\.\d+)? (.*)$")
+_HINT_RE = re.compile(r"^(Learn more at |Switch to a different driver|View build details: )")
 _STATE_RE = re.compile(r"^#(\d+) (CACHED|DONE [\d.]+s|ERROR: .*)$")
 
 
@@ -55,6 +56,8 @@ class PlainProgress:
             return
         if line.startswith("#") or not line.strip() or line.startswith("------") or line.startswith(" > "):
             return
+        if _HINT_RE.match(line.strip()):
+            return  # buildx's advice lines after an ERROR ("Learn more at ..."): never the message itself
         # The client's final error ("failed to solve ...", "error: ..."), or a warning.
         self.errors.append(line.strip())
         self.log.tail = (self.log.tail + [line.strip()])[-12:]
