@@ -49,21 +49,33 @@ def engine_checks() -> tuple[list[Check], dict | None]:
     return checks, client.info()
 
 
-def builder_checks(platforms: list[str]) -> list[Check]:
+def builder_checks(platforms: list[str], info: dict | None = None) -> list[Check]:
+    """The image store, buildx and each builder (driver, platforms), and whether several platforms go in one call."""
+    from bgeimg.build import builders
     from bgeimg.build.backends.buildkit import BuildKitEngine
     from bgeimg.build.backends.buildx import BuildxEngine
 
+    store = builders.image_store(info or {})
+    checks = [Check("image store", True, f"{store}" + (" (containerd snapshotter: multi-platform local images)"
+                                                       if store == "containerd" else " (one platform per local image)"))]
     buildx = BuildxEngine()
     multi = len(platforms) > 1
-    checks = []
     version = buildx.version()
     if version:
-        driver = _buildx_driver(buildx.docker)
-        checks.append(Check("buildx", True, f"{version}; builder driver {driver}"))
-        if multi and driver == "docker":
-            checks.append(Check("multi-platform", False, "the `docker` driver cannot build several platforms in one "
-                                "call", "docker buildx create --use --driver docker-container (or build per platform: "
-                                "--engine buildkit)", required=False))
+        checks.append(Check("buildx", True, version))
+        for builder in _builders(buildx.docker):
+            checks.append(Check(f"builder {builder.name}", True,
+                                f"driver {builder.driver}; platforms {', '.join(builder.platforms) or 'unknown'}",
+                                required=False))
+        try:
+            current = builders.inspect(buildx.docker)
+        except BgeimgError:
+            current = None
+        if multi and current is not None and not builders.builds_many_at_once(current, store):
+            checks.append(Check("multi-platform", False, f"builder {current.name} (docker driver) on a classic image "
+                                "store builds one platform per call (bgeimg builds them in turn)",
+                                "turn on the containerd image store (daemon.json features.containerd-snapshotter), "
+                                "or docker buildx create --use --driver docker-container", required=False))
     else:
         checks.append(Check("buildx", False, "no buildx plugin: several platforms are built one at a time",
                             "apt-get install docker-buildx (optional)", required=False))
@@ -74,15 +86,22 @@ def builder_checks(platforms: list[str]) -> list[Check]:
     return checks
 
 
-def _buildx_driver(docker: str) -> str:
+def _builders(docker: str) -> list:
+    """Every buildx builder `docker buildx ls` names, inspected (name, driver, platforms)."""
+    from bgeimg.build import builders
+
     try:
-        out = subprocess.run([docker, "buildx", "inspect"], capture_output=True, text=True, timeout=20).stdout
+        out = subprocess.run([docker, "buildx", "ls", "--format", "{{.Name}}"], capture_output=True, text=True,
+                             timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    for line in out.splitlines():
-        if line.strip().startswith("Driver:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+        return []
+    found = []
+    for name in dict.fromkeys(n.strip().rstrip("*").strip() for n in out.splitlines() if n.strip()):
+        try:
+            found.append(builders.inspect(docker, name))
+        except BgeimgError:
+            continue
+    return found
 
 
 def emulation_checks(platforms: list[str], binfmt_dir: Path | None = None) -> list[Check]:
@@ -182,7 +201,7 @@ def run(profile: Profile, *, platforms: list[str] | None = None, registries: lis
     platforms = platforms or profile.platforms
     checks, info = engine_checks()
     if info is not None:
-        checks += builder_checks(platforms)
+        checks += builder_checks(platforms, info)
     checks += emulation_checks(platforms, binfmt_dir)
     checks += gpu_check(profile, info)
     checks += registry_checks(registries or [], info)

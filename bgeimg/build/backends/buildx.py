@@ -73,7 +73,7 @@ class BuildxEngine(Engine):
             except Exception:
                 return False
         match = re.match(r"v?(\d+)\.(\d+)", builder.buildkit)
-        return bool(match) and (int(match.group(1)), int(match.group(2))) >= (0, 13)
+        return match is not None and (int(match.group(1)), int(match.group(2))) >= (0, 13)
 
     def served_platforms(self) -> tuple[str, ...] | None:
         return self.builder().platforms or None
