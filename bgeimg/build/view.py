@@ -79,4 +79,7 @@ def summary(report: BuildReport) -> Table:
 
 def tag_lines(report: BuildReport) -> list[str]:
     """`TAG  IMAGE-ID` per tag made; printed whole (soft-wrapped), since CI logs are narrow and a cut tag is useless."""
+    if report.index is not None:  # one index under every tag, whatever its platforms
+        digest = report.index["digest"].removeprefix("sha256:")[:12]
+        return [f"{tag}  {digest} (index)" for tag in report.platforms[0].tags]
     return [f"{tag}  {r.image_id.removeprefix('sha256:')[:12]}" for r in report.platforms for tag in r.tags]

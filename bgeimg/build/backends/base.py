@@ -86,6 +86,7 @@ class Step:
     name: str
     cached: bool = False
     output: list[str] = field(default_factory=list)
+    failed: bool = False  # the builder said this step failed (BuildKit's `#N ERROR:`)
 
     @property
     def instruction(self) -> str:
@@ -178,7 +179,8 @@ def classify_failure(
     platform: str,
 ) -> BgeimgError:
     """The error a failed build should raise, from the builder's error text and the steps seen so far."""
-    failing = next((s for s in reversed(steps) if not s.cached), steps[-1] if steps else None)
+    failing = next((s for s in reversed(steps) if s.failed), None) or \
+        next((s for s in reversed(steps) if not s.cached), steps[-1] if steps else None)
     pushed = _PUSH_RE.search(message)
     if pushed:
         ref, reason = pushed.groups()

@@ -102,7 +102,7 @@ class BuildxEngine(Engine):
 
     # -------------------------------------------------------------- the build
 
-    def command(self, request: BuildRequest, metadata_file: Path) -> list[str]:
+    def command(self, request: BuildRequest, metadata_file: Path, oci_archive: Path | None = None) -> list[str]:
         """The exact command line (unit-tested)."""
         cmd = [self.docker, "buildx", "build", "--progress=plain", "--platform", ",".join(request.platforms),
                "--file", str(request.context_dir / request.dockerfile), "--metadata-file", str(metadata_file)]
@@ -119,10 +119,14 @@ class BuildxEngine(Engine):
             cmd.append("--no-cache")
         if request.source_date_epoch is not None:
             # BuildKit >= 0.13 sets every file's and the config's time to the epoch (rewrite-timestamp). The
-            # docker driver's image exporter stores into the engine; another driver loads through type=docker.
-            kind = "image" if request.push or self._driver() == "docker" else "docker"
-            cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={request.source_date_epoch}",
-                    "--output", f"type={kind},rewrite-timestamp=true{',push=true' if request.push else ''}"]
+            # docker driver's own exporters always unpack, which that option refuses: there the image goes to an
+            # OCI archive that `build` then loads (and pushes) as it is, digests unchanged.
+            cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={request.source_date_epoch}"]
+            if self._driver() == "docker":
+                cmd += ["--output", f"type=oci,rewrite-timestamp=true,dest={oci_archive}"]
+            else:
+                kind = "image,push=true" if request.push else "docker"
+                cmd += ["--output", f"type={kind},rewrite-timestamp=true"]
         else:
             cmd.append("--push" if request.push else "--load")
         cmd.append(str(request.context_dir))
@@ -130,15 +134,37 @@ class BuildxEngine(Engine):
 
     def build(self, request: BuildRequest, log: StepLog) -> Iterator[BuildEvent]:
         with tempfile.TemporaryDirectory(prefix="bgeimg-meta-") as tmp:
-            meta_file = Path(tmp) / "metadata.json"
-            yield from plain.run(self.command(request, meta_file), log)
+            meta_file, archive = Path(tmp) / "metadata.json", Path(tmp) / "image.oci.tar"
+            yield from plain.run(self.command(request, meta_file, archive), log)
             meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+            if archive.is_file():
+                yield from self._load_and_push(archive, request, log)
         self.metadata.append(meta)
         digest = meta.get("containerimage.digest")
         image_id = digest if request.push else meta.get("containerimage.config.digest", digest)
+        if not request.push and request.tags:  # what the engine calls it (a containerd store: the index digest)
+            try:
+                image_id = api_client().inspect_image(request.tags[0])["Id"]
+            except Exception:
+                pass
         if not image_id:
             raise BuildError("buildx finished without a digest in its metadata file", steps=log.steps)
         yield BuildEvent("done", image_id=image_id)
+
+    def _load_and_push(self, archive: Path, request: BuildRequest, log: StepLog) -> Iterator[BuildEvent]:
+        """The OCI archive of a reproducible build into the engine (a containerd store keeps its digests), tagged
+        with every tag, then pushed when asked: `docker push` of an index pushes every platform."""
+        steps = [("load", [self.docker, "load", "-i", str(archive)])]
+        steps += [("tag", [self.docker, "tag", request.tags[0], tag]) for tag in request.tags[1:]]
+        if request.push:
+            steps += [("push", [self.docker, "push", "--quiet", tag]) for tag in request.tags]
+        for what, cmd in steps:
+            yield log.step(f"{what} {cmd[-1] if what != 'load' else request.tags[0]}")
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+            if out.returncode != 0:
+                text = " ".join((out.stderr or out.stdout).split())
+                raw = f"failed to push {cmd[-1]}: {text}" if what == "push" else text
+                raise BuildError(f"docker {what} failed: {text[:300]}", raw=raw, steps=log.steps)
 
     def write_metadata(self, path: Path) -> None:
         """`--metadata-file`: buildx's own format (one call's object; a per-platform plan keys them by platform)."""

@@ -46,6 +46,8 @@ class PlainProgress:
                 yield self.log.cached(step)
             elif state.startswith("ERROR: "):
                 self.errors.append(state[len("ERROR: "):])
+                if step is not None:
+                    step.failed = True
             return
         match = _OUTPUT_RE.match(line)
         if match:
@@ -81,7 +83,8 @@ def run(cmd: list[str], log: StepLog, *, env: dict[str, str] | None = None) -> I
             proc.stdout.close()
         rc = proc.wait()
     if rc != 0:
-        failed = next((s for s in reversed(log.steps) if not s.cached and s.output), log.current)
+        failed = next((s for s in reversed(log.steps) if s.failed), None) or \
+            next((s for s in reversed(log.steps) if not s.cached and s.output), log.current)
         raw = progress.errors[-1] if progress.errors else f"{cmd[0]} exited with code {rc}"
         where = f" at `{failed.name}`" if failed else ""
         last = " | ".join((failed.output if failed else log.tail)[-3:])
