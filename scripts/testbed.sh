@@ -659,8 +659,21 @@ trim_engine() { # a machine that runs the suite often fills its disk with test i
     root=$("$DOCKER" info --format '{{.DockerRootDir}}' 2>/dev/null) || return 0
     (( $(free_gb "$root") < min )) || return 0
     say "trim: $(free_gb "$root") GB free at $root (< $min): removing earlier test images, trimming the build cache"
+    # only test images tagged over two hours ago: a suite running now on this shared engine keeps its images
     "$DOCKER" images --format '{{.Repository}}:{{.Tag}}' | grep -E '^(bgeimg-test|127\.0\.0\.1:[0-9]+/bgeimg-test)' \
-        | xargs -r "$DOCKER" rmi -f >/dev/null 2>&1 || true
+        | xargs -r "$DOCKER" image inspect --format '{{index .RepoTags 0}}|{{.Metadata.LastTagTime}}|{{.Created}}' 2>/dev/null \
+        | python3 -c '
+import datetime, sys
+now = datetime.datetime.now(datetime.timezone.utc)
+def when(text):
+    try:
+        return datetime.datetime.fromisoformat(text.strip()[:19].replace(" ", "T")).replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return now - datetime.timedelta(days=1)  # unknown: old
+for line in sys.stdin:
+    ref, tagged, created = line.strip().split("|")
+    if (now - max(when(tagged), when(created))).total_seconds() > 7200:
+        print(ref)' | xargs -r "$DOCKER" rmi -f >/dev/null 2>&1 || true
     "$DOCKER" container prune -f >/dev/null 2>&1 || true
     "$DOCKER" image prune -f >/dev/null 2>&1 || true
     "$DOCKER" builder prune -f --keep-storage "${BGEIMG_TESTBED_BUILD_CACHE:-10GB}" >/dev/null 2>&1 || true
