@@ -212,6 +212,10 @@ def build(
     unsupported = engine.unsupported(BuildRequest(
         context_dir=Path("."), tags=(), platforms=tuple(platforms), push=options.push,
         cache_to=tuple(options.cache_to)))
+    if unsupported and unsupported.startswith("--cache-to with"):
+        raise BgeimgError(f"{unsupported}: that builder cannot export a build cache",
+                          "turn on the containerd image store (daemon.json features.containerd-snapshotter), or "
+                          "docker buildx create --use --driver docker-container")
     if unsupported:
         raise BgeimgError(f"{unsupported} needs the buildx backend (this build uses {engine.name})",
                           "build, then run bgeimg push IMAGE, which assembles the per-platform images"

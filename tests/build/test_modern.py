@@ -309,3 +309,47 @@ def test_doctor_reports_engine_store_buildx_and_builders(engine_name, version, s
         assert multi and multi[0].startswith("warn  multi-platform: builder default (docker driver) on a classic")
     else:
         assert multi == []
+
+
+# ---- push, promote and analyze of a multi-platform image on the modern engine -----------------------------------
+
+
+@pytest.mark.registry
+def test_push_promote_analyze_a_multi_platform_image(docker26, tmp_path, both_wheels, registry):
+    """Built with --load into the containerd store: `bgeimg push` sends the index as it is (images and attestation
+    manifests), `promote` retags it by digest keeping the index bytes, `analyze` picks the platform asked for
+    from the store's OCI layout."""
+    from bgeimg.oci.registry import RegistryClient
+
+    name = _name()
+    repo = f"{PREFIX}/rel{uuid.uuid4().hex[:8]}"
+    env = docker26.env(buildx=True)
+    try:
+        _, report = _build(docker26, tmp_path, "--engine", "buildx", "--platform", PLATFORMS,
+                           "--wheelhouse", str(both_wheels), "-t", f"{name}:1")
+        proc = run_cli("push", f"{name}:1", "--registry", registry, "--repo", repo, "--tag", "rc", "--scheme", "none",
+                       "--json", env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        client = RegistryClient(registry)
+        pushed = client.get_manifest(repo, "rc")
+        assert pushed.digest == report["index"]["digest"]  # the very index the build made
+        kinds = [d["platform"]["architecture"] for d in pushed.json["manifests"]]
+        assert sorted(kinds) == ["amd64", "arm64", "unknown", "unknown"]
+
+        proc = run_cli("promote", f"{registry}/{repo}@{pushed.digest}", "--tag", "stable", env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        promoted = client.get_manifest(repo, "stable")
+        assert promoted.raw == pushed.raw
+        for desc in promoted.json["manifests"]:  # attestations kept, by digest
+            assert client.head_manifest(repo, desc["digest"]) == desc["digest"]
+
+        for platform, arch in (("linux/arm64", "arm64"), ("linux/amd64", "amd64")):
+            proc = run_cli("analyze", f"{name}:1", "--source", "engine", "--platform", platform, "--json", env=env)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            data = json.loads(proc.stdout)
+            assert data["platform"] == platform, data.get("platform")
+            row = next(r for r in report["platforms"] if r["platform"] == platform)
+            assert data.get("manifest_digest") in (None, row["digest"])
+            assert arch in platform
+    finally:
+        _cleanup(docker26, name)

@@ -90,6 +90,12 @@ class BuildxEngine(Engine):
             f"buildx builder {builder.name} (docker driver) on a {store} image store builds one platform per call: "
             f"building {', '.join(platforms)} in turn, {how}")
 
+    def unsupported(self, request: BuildRequest) -> str | None:
+        """Beyond the backend's capabilities: the docker driver on a classic image store exports no cache."""
+        if request.cache_to and not builders.builds_many_at_once(self.builder(), self.image_store()):
+            return (f"--cache-to with buildx builder {self.builder().name} (docker driver) on a classic image store")
+        return super().unsupported(request)
+
     def loads_index(self, platforms: list[str]) -> bool:
         """Whether `--load` of these platforms in one call gives a multi-platform local image."""
         return len(platforms) > 1
