@@ -353,3 +353,55 @@ def test_push_promote_analyze_a_multi_platform_image(docker26, tmp_path, both_wh
             assert arch in platform
     finally:
         _cleanup(docker26, name)
+
+
+# ---- reproducible images and the registry cache (Docker 26) -----------------------------------------------------
+
+
+def test_two_cold_builds_give_the_same_digest_per_platform(docker26, tmp_path, wheelhouse_factory):
+    """SOURCE_DATE_EPOCH + rewrite-timestamp: every step run again (--no-cache), the same manifest per platform."""
+    wheels = wheelhouse_factory(["six"], "linux/amd64")
+    name = _name()
+    digests = []
+    try:
+        for run in range(2):
+            proc, report = _build(docker26, tmp_path / f"run{run}", "--engine", "buildx", "--platform", PLATFORMS,
+                                  "--no-cache", "--wheelhouse", str(wheels), "--set", "requirements=[six]",
+                                  "-t", f"{name}:{run}")
+            assert report["labels"]["io.bgeimg.source-date-epoch"].isdigit()
+            assert all(not s["cached"] for r in report["platforms"] for s in r["steps"] if " RUN " in f" {s['name']}")
+            digests.append({r["platform"]: r["digest"] for r in report["platforms"]})
+        assert digests[0] == digests[1] and len(digests[0]) == 2
+        created = docker26.docker("image", "inspect", "--format", "{{.Created}}", f"{name}:1").stdout.strip()
+        epoch = int(report["labels"]["io.bgeimg.source-date-epoch"])
+        import datetime
+
+        assert created.startswith(datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    finally:
+        _cleanup(docker26, name)
+
+
+@pytest.mark.registry
+def test_registry_cache_round_trip(docker26, tmp_path, both_wheels, registry):
+    """--cache-to type=registry exports every step of the build (mode=max) to the registry, and a build with
+    --cache-from of it takes every step from the cache. (The rebuild with the builder's cache pruned first is
+    bench/rebuild.py --registry-cache: pruning here would make every later test on this engine cold.)"""
+    from bgeimg.oci.registry import RegistryClient
+
+    cache_repo = f"{PREFIX}/cache{uuid.uuid4().hex[:8]}"
+    ref = f"type=registry,ref={registry}/{cache_repo}:buildcache"
+    name = _name()
+    try:
+        _, first = _build(docker26, tmp_path / "a", "--engine", "buildx", "--platform", "linux/amd64",
+                          "--wheelhouse", str(both_wheels), "--cache-to", f"{ref},mode=max", "-t", f"{name}:1")
+        cache = RegistryClient(registry).get_manifest(cache_repo, "buildcache").json
+        layers = cache.get("layers") or cache.get("manifests") or []  # a manifest, or (BuildKit 0.13) an index
+        assert len(layers) >= first["platforms"][0]["layers"]  # the builder stage's layers too (mode=max)
+        assert any("buildkit" in (x.get("mediaType") or "") for x in [cache.get("config") or {}, *layers])
+        _, second = _build(docker26, tmp_path / "b", "--engine", "buildx", "--platform", "linux/amd64",
+                           "--wheelhouse", str(both_wheels), "--cache-from", ref, "-t", f"{name}:2")
+        steps = [s for s in second["platforms"][0]["steps"] if not s["name"].startswith(("load ", "push ", "tag "))]
+        run_steps = [s for s in steps if " RUN " in f" {s['name']}"]
+        assert run_steps and all(s["cached"] for s in run_steps)
+    finally:
+        _cleanup(docker26, name)

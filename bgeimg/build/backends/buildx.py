@@ -20,6 +20,7 @@ from pathlib import Path
 from bgeimg.build import builders
 from bgeimg.build.backends import progress as plain
 from bgeimg.build.backends.base import BuildError, BuildEvent, BuildRequest, Capabilities, Engine, StepLog
+from bgeimg.errors import BgeimgError
 from bgeimg.oci.docker import DOCKER_CLI, api_client
 
 
@@ -92,8 +93,13 @@ class BuildxEngine(Engine):
 
     def unsupported(self, request: BuildRequest) -> str | None:
         """Beyond the backend's capabilities: the docker driver on a classic image store exports no cache."""
-        if request.cache_to and not builders.builds_many_at_once(self.builder(), self.image_store()):
-            return (f"--cache-to with buildx builder {self.builder().name} (docker driver) on a classic image store")
+        if request.cache_to:
+            try:
+                builder, store = self.builder(), self.image_store()
+            except BgeimgError:
+                return super().unsupported(request)  # no builder to ask: the build itself will say
+            if not builders.builds_many_at_once(builder, store):
+                return f"--cache-to with buildx builder {builder.name} (docker driver) on a classic image store"
         return super().unsupported(request)
 
     def loads_index(self, platforms: list[str]) -> bool:
