@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bgeimg.build.backends.base import Engine
+from bgeimg.build.backends.base import Backend
 from bgeimg.build.backends.buildkit import BuildKitEngine
 from bgeimg.build.backends.buildx import BuildxEngine
 from bgeimg.build.backends.dockerapi import DockerApiEngine
 from bgeimg.errors import BgeimgError
 from bgeimg.oci.docker import EngineUnavailable, api_client
 
-BACKENDS: dict[str, type[Engine]] = {"engine": DockerApiEngine, "buildkit": BuildKitEngine, "buildx": BuildxEngine}
+BACKENDS: dict[str, type[Backend]] = {"engine": DockerApiEngine, "buildkit": BuildKitEngine, "buildx": BuildxEngine}
 AUTO_ORDER = ("buildx", "buildkit", "engine")
 CHOICES = ("auto", *BACKENDS)
 
@@ -28,7 +28,7 @@ CHOICES = ("auto", *BACKENDS)
 class Chosen:
     """The backend picked, and why (printed so a user knows which path built the image)."""
 
-    engine: Engine
+    engine: Backend
     reason: str
 
 

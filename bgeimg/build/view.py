@@ -7,6 +7,7 @@ import time
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Column, Table
 from rich.text import Text
@@ -22,10 +23,12 @@ class LiveView:
     """A rich Live panel: platform, current step, elapsed time, the step's last lines. Use as a context manager
     and pass `update` as the build's `on_event`. On a non-terminal console it prints one line per step."""
 
-    def __init__(self, console: Console, progress: str = "auto"):
+    def __init__(self, console: Console, verbosity: int = 0, progress: str = "auto"):
         self.console = console
+        # --progress (buildx's words) over -q/-v: quiet prints nothing, plain every line, rawjson JSON lines
+        self.verbosity = {"quiet": -1, "plain": 1}.get(progress, verbosity)
         self.progress = progress
-        live = progress == "auto" and console.is_terminal
+        live = console.is_terminal and self.verbosity >= 0 and progress == "auto"
         self.live = Live(console=console, refresh_per_second=4, transient=True) if live else None
         self.started = time.monotonic()
 
@@ -42,19 +45,18 @@ class LiveView:
         if event.kind == "note":
             self.console.print(event.text, markup=False, highlight=False, soft_wrap=True)
             return
-        if self.progress == "quiet":
-            return
         if self.progress == "rawjson":  # one JSON object per event, for machines
             if event.kind != "done":
                 print(json.dumps({"platform": platform, "kind": event.kind, "text": event.text}),
                       file=self.console.file, flush=True)
             return
-        if self.progress == "plain" and event.kind == "output":
-            self.console.print(f"{platform}   {event.text}", highlight=False, soft_wrap=True, markup=False)
+        if self.verbosity < 0:
             return
+        if self.verbosity > 0 and event.kind == "output":
+            self.console.print(f"[dim]{platform}  {escape(event.text)}[/]", highlight=False, soft_wrap=True)
         if self.live is None:
-            if event.kind == "step":
-                self.console.print(f"[dim]{platform}[/] {event.text}", highlight=False, soft_wrap=True)
+            if event.kind == "step":  # the instruction is user text: never read as markup
+                self.console.print(f"[dim]{platform}[/] {escape(event.text)}", highlight=False, soft_wrap=True)
             elif event.kind == "cached":
                 self.console.print(f"[dim]{platform}   cached[/]", highlight=False)
             return

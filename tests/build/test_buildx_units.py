@@ -146,3 +146,12 @@ def test_buildx_advice_lines_are_never_the_error():
                  "Learn more at https://docs.docker.com/go/build-multi-platform/"]:
         list(progress.feed(line))
     assert progress.errors[-1] == "ERROR: Multi-platform build is not supported for the docker driver."
+
+
+def test_bad_progress_and_secret_are_one_line_errors(tmp_path):
+    from buildhelp import assert_one_line_error, run_cli
+
+    line = assert_one_line_error(run_cli("build", "-p", "external-model", "--progress", "fancy"), 2)
+    assert line == "error: --progress 'fancy' is not a progress mode (choose one of: auto, plain, quiet, rawjson)"
+    line = assert_one_line_error(run_cli("build", "-p", "external-model", "--secret", "id=t,src=/nonexistent/t"), 2)
+    assert line == "error: --secret id=t: /nonexistent/t is not a file (pass --secret id=ID,src=FILE)"

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from bgeimg.build import builders
 from bgeimg.build.backends import progress as plain
-from bgeimg.build.backends.base import BuildError, BuildEvent, BuildRequest, Capabilities, Engine, StepLog
+from bgeimg.build.backends.base import Backend, BuildError, BuildEvent, BuildRequest, Capabilities, StepLog
 from bgeimg.errors import BgeimgError
 from bgeimg.oci.docker import DOCKER_CLI, api_client
 
 
-class BuildxEngine(Engine):
+class BuildxEngine(Backend):
     name = "buildx"
     syntax = "buildkit"
     capabilities = Capabilities(multi_platform=True, push=True, cache_export=True, secrets=True)

@@ -7,9 +7,12 @@ from typing import List, Optional
 
 import typer
 
+from bgeimg.cli import output
 from bgeimg.cli.commands.profiles import lock_path, resolve_profile
-from bgeimg.cli.options import ConfigOpt, ModelOpt, ProfileOpt, ProfilesDirOpt, SetOpt
-from bgeimg.cli.output import err, line, out
+from bgeimg.cli.options import ConfigOpt, JsonOpt, ModelOpt, ProfileOpt, ProfilesDirOpt, SetOpt
+from bgeimg.cli.output import emit_json, err, line, out
+from bgeimg.oci.platform import parse_list
+from bgeimg.oci.reference import check_reference
 
 
 def build(
@@ -36,7 +39,9 @@ def build(
     cache_to: Optional[List[str]] = typer.Option(None, "--cache-to", help="Cache export (buildx only)."),
     lock: Optional[Path] = typer.Option(None, "--lock", help="Lock file pinning hf:// models (default: bgeimg.lock "
                                         "beside the project config, or in the working directory)."),
-    update_lock: bool = typer.Option(False, "--update-lock", help="Resolve hf:// revisions again and rewrite the lock."),
+    update_lock: bool = typer.Option(False, "--update-lock",
+                                     help="Resolve hf:// revisions again and rewrite the lock."),
+    json_out: JsonOpt = False,
     builder: Optional[str] = typer.Option(None, "--builder", help="buildx builder to use (docker buildx ls); "
                                           "implies --engine buildx."),
     build_arg: Optional[List[str]] = typer.Option(None, "--build-arg", help="KEY=VALUE build argument (repeatable)."),
@@ -64,22 +69,29 @@ def build(
         build_args=builds.parse_build_args(build_arg or []), secrets=builds.parse_secrets(secret or []),
         provenance=provenance, sbom=sbom, metadata_file=metadata_file,
         source_date_epoch=builds.source_date_epoch(Path.cwd()),
-        platforms=platform.split(",") if platform else None, wheelhouse=wheelhouse, ca_bundle=ca_bundle,
+        platforms=parse_list(platform), wheelhouse=wheelhouse, ca_bundle=ca_bundle,
         context_dir=context_dir, no_cache=no_cache, push=push, cache_from=list(cache_from or []),
         cache_to=list(cache_to or []), lock_file=lock or lock_path(resolved), update_lock=update_lock,
     )
 
+    check_reference(options.image)  # bad input is reported before the engine is contacted
+
     def said(chosen) -> None:
+        if output.verbosity < 0:
+            return
         err.print(f"engine: [bold]{chosen.engine.name}[/] ", end="", soft_wrap=True)
         err.print(f"({chosen.reason})", markup=False, soft_wrap=True)
 
     if progress not in view.PROGRESS:
         raise builds.BgeimgError(f"--progress {progress!r} is not a progress mode",
                                  f"choose one of: {', '.join(view.PROGRESS)}")
-    with view.LiveView(err, progress) as live:
+    with view.LiveView(err, output.verbosity, progress) as live:
         result = builds.build(resolved.profile, options, on_engine=said, on_event=live.update)
     if report is not None:
         result.write(report)
+    if json_out:
+        emit_json(result)
+        return
     out.print(view.summary(result))
     for text in view.tag_lines(result):
         line(text)
