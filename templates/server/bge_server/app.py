@@ -38,7 +38,7 @@ def settings_from_env() -> Settings:
         max_batch_size=int(env("BGE_MAX_BATCH_SIZE", "32")),
         max_batch_tokens=int(env("BGE_MAX_BATCH_TOKENS", "16384")),
         max_queue=int(env("BGE_MAX_QUEUE", "512")),
-        grace_seconds=float(env("BGE_GRACE_SECONDS", "25")),
+        grace_seconds=float(env("BGE_GRACE_SECONDS", "20")),
         max_length=int(max_length) if max_length else None,
         max_inputs=int(env("BGE_MAX_INPUTS", "256")),
         threads=int(threads) if threads else None,
