@@ -189,6 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ApiError(413, str(exc)) from None
         except LookupError as exc:
             raise ApiError(400, str(exc), "Backend") from None
+        except Exception as exc:  # the runtime failed on this batch (out of memory...): JSON, not a bare 500
+            raise ApiError(500, f"{type(exc).__name__}: {exc}", "Backend") from None
 
     @app.exception_handler(ClientGone)
     async def _gone(_: Request, exc: ClientGone) -> Response:
