@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -126,7 +125,7 @@ def main() -> None:
         build_images(client, model)
     containers, procs = start_servers(client, model, args.infinity_venv)
     try:
-        for name, port in PORTS.items():
+        for port in PORTS.values():
             wait_healthy(port)
         one = [[t] for t in texts(400, 4, 14, 1)]  # RAG queries: 8-20 tokens
         many = [texts(32, 20, 80, 100 + k) for k in range(12)]  # passages: 30-110 tokens
