@@ -9,7 +9,9 @@ Servers (all serve the real all-MiniLM-L6-v2 directory, loopback only, one at a 
   today          the same image with git main's templates/server and entrypoint (`git show main:...`), with
                  OMP_WAIT_POLICY unset as main's image has it: the server before issue 15
   today+passive  today's server with OMP_WAIT_POLICY=PASSIVE: how much of the gain is that setting alone
-  infinity       infinity-emb[server,torch]==0.0.78 in its own venv (--infinity-venv, torch 2.13.0 CPU from disk)
+  infinity       infinity-emb[server,torch]==0.0.78 in its own venv (--infinity-venv, torch 2.13.0 CPU from disk),
+                 as shipped (batch size 32, as ours)
+  infinity+passive  the same with OMP_WAIT_POLICY=PASSIVE: the peer given the setting bgeimg ships
   naive          bench/serving_naive/app.py (seed 002's kind) in the infinity venv, which has sentence-transformers
 Loads: closed loop, one-text requests at concurrency 1, 16 and 64, and 32-text requests at concurrency 4, over
 the OpenAI-shaped route each server has. Each round runs every load on every server in turn (the order rotates
@@ -45,8 +47,9 @@ from bgeimg.build.run import BuildOptions, build  # noqa: E402
 
 INFINITY_VENV = Path("/var/cache/bgeimg-testbed/venv-serving-infinity")
 NEW_TAG, TODAY_TAG = "bgeimg-bench/serving:new", "bgeimg-bench/serving:today"
-PORTS = {"bgeimg": 18601, "today": 18602, "today+passive": 18603, "infinity": 18604, "naive": 18605}
-ROUTES = {"infinity": "/embeddings"}  # the others: /v1/embeddings
+PORTS = {"bgeimg": 18601, "today": 18602, "today+passive": 18603, "infinity": 18604, "infinity+passive": 18606,
+         "naive": 18605}
+ROUTES = {"infinity": "/embeddings", "infinity+passive": "/embeddings"}  # the others: /v1/embeddings
 LOADS = [("c1 x1", 1, 1), ("c16 x1", 16, 1), ("c64 x1", 64, 1), ("c4 x32", 4, 32)]
 WORDS = ("how do i reset my password what is the refund policy for orders shipped abroad vector search "
          "embeddings retrieval augmented generation kubernetes autoscaling latency throughput bread recipe "
@@ -90,18 +93,25 @@ def wait_healthy(port: int, proc=None, timeout: float = 300) -> None:
 
 def start_servers(client: docker.DockerClient, model: Path, infinity_venv: Path):
     containers, procs = [], []
-    env_today = ["env", "-u", "OMP_WAIT_POLICY", "/usr/local/bin/bgeimg-entrypoint"]
-    for name, tag, entrypoint in (("bgeimg", NEW_TAG, None), ("today", TODAY_TAG, env_today),
-                                  ("today+passive", TODAY_TAG, None)):
+    # main's entrypoint ends in this uvicorn line; here bound to loopback (--network host)
+    def today(port: int, unset_omp: bool) -> list[str]:
+        return [*(["env", "-u", "OMP_WAIT_POLICY"] if unset_omp else []), "python", "-m", "uvicorn",
+                "bge_server.app:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+
+    for name, tag, entrypoint in (("bgeimg", NEW_TAG, None), ("today", TODAY_TAG, today(PORTS["today"], True)),
+                                  ("today+passive", TODAY_TAG, today(PORTS["today+passive"], False))):
         containers.append(client.containers.run(
             tag, detach=True, network_mode="host", entrypoint=entrypoint,
-            environment={"BGE_PORT": str(PORTS[name])}, name=f"bgeimg-bench-serving-{name.replace('+', '-')}"))
+            environment={"BGE_PORT": str(PORTS[name]), "BGE_HOST": "127.0.0.1"},
+            name=f"bgeimg-bench-serving-{name.replace('+', '-')}"))
     log = open(tempfile.gettempdir() + "/bgeimg-bench-serving.log", "ab")
     py = infinity_venv / "bin"
-    procs.append(subprocess.Popen(
-        [str(py / "infinity_emb"), "v2", "--model-id", str(model), "--engine", "torch", "--device", "cpu",
-         "--port", str(PORTS["infinity"]), "--host", "127.0.0.1", "--batch-size", "32", "--no-model-warmup"],
-        stdout=log, stderr=log, env={**os.environ, "INFINITY_ANONYMOUS_USAGE_STATS": "0"}))
+    for name, extra in (("infinity", {}), ("infinity+passive", {"OMP_WAIT_POLICY": "PASSIVE"})):
+        procs.append(subprocess.Popen(
+            [str(py / "infinity_emb"), "v2", "--model-id", str(model), "--engine", "torch", "--device", "cpu",
+             "--port", str(PORTS[name]), "--host", "127.0.0.1", "--batch-size", "32", "--no-model-warmup",
+             "--log-level", "warning"],  # no access log, as the others
+            stdout=log, stderr=log, env={**os.environ, "INFINITY_ANONYMOUS_USAGE_STATS": "0", **extra}))
     procs.append(subprocess.Popen(
         [str(py / "python"), "-m", "uvicorn", "app:app", "--app-dir", str(ROOT / "bench" / "serving_naive"),
          "--host", "127.0.0.1", "--port", str(PORTS["naive"]), "--no-access-log"],
@@ -163,14 +173,15 @@ def pooled(rs: list[Result]) -> tuple[float, float, float, int]:
 
 def report(results, names, args) -> None:
     print(f"\n{args.rounds} rounds x {args.seconds:g} s per load and server; texts/s pooled, p50/p99 in ms")
-    print(f"{'load':<8}" + "".join(f"{n:>24}" for n in names))
+    print("each cell: texts/s p50 p99 e<errors>")
+    print(f"{'load':<8}" + "".join(f"{n:>26}" for n in names))
     table = {}
     for label, _, _ in LOADS:
         cells = []
         for name in names:
             tps, p50, p99, errors = table[(label, name)] = pooled(results[(label, name)])
             cells.append(f"{tps:7.1f} {p50 * 1000:6.0f} {p99 * 1000:6.0f} e{errors:<2}")
-        print(f"{label:<8}" + "".join(f"{c:>24}" for c in cells))
+        print(f"{label:<8}" + "".join(f"{c:>26}" for c in cells))
     print("\nratios of bgeimg to each (throughput; p50 and p99 as bgeimg / other, lower is better)")
     for label, _, _ in LOADS:
         b = table[(label, "bgeimg")]
@@ -189,6 +200,9 @@ def report(results, names, args) -> None:
     print(f"  c16 one-text throughput vs infinity-emb {r:.2f}x (>= 1.0): {verdict(r >= 1.0)}")
     r = c16("bgeimg")[2] / c16("infinity")[2]
     print(f"  c16 p99 vs infinity-emb {r:.2f}x (<= 1.0): {verdict(r <= 1.0)}")
+    r = c16("bgeimg")[0] / c16("infinity+passive")[0]
+    q = c16("bgeimg")[2] / c16("infinity+passive")[2]
+    print(f"  (against infinity-emb with OMP_WAIT_POLICY=PASSIVE: throughput {r:.2f}x, p99 {q:.2f}x)")
     r = c1("bgeimg")[1] / c1("today")[1]
     print(f"  c1 p50 vs today {r:.2f}x (<= 1.0): {verdict(r <= 1.0)}")
     r = c4("bgeimg")[0] / c4("today")[0]
