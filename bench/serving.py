@@ -13,6 +13,8 @@ Servers (all serve the real all-MiniLM-L6-v2 directory, loopback only, one at a 
                  as shipped (batch size 32, as ours)
   infinity+passive  the same with OMP_WAIT_POLICY=PASSIVE: the peer given the setting bgeimg ships
   naive          bench/serving_naive/app.py (seed 002's kind) in the infinity venv, which has sentence-transformers
+Every server runs in a container with --network host (the peers from their host venv mounted read-only), so
+each gets one cgroup of equal CPU weight.
 Loads: closed loop, one-text requests at concurrency 1, 16 and 64, and 32-text requests at concurrency 4, over
 the OpenAI-shaped route each server has. Each round runs every load on every server in turn (the order rotates
 per round), so a slow moment of this shared machine hits all alike. texts/s are pooled over rounds; p50/p99
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -92,7 +93,7 @@ def wait_healthy(port: int, proc=None, timeout: float = 300) -> None:
 
 
 def start_servers(client: docker.DockerClient, model: Path, infinity_venv: Path):
-    containers, procs = [], []
+    containers = []
     # main's entrypoint ends in this uvicorn line; here bound to loopback (--network host)
     def today(port: int, unset_omp: bool) -> list[str]:
         return [*(["env", "-u", "OMP_WAIT_POLICY"] if unset_omp else []), "python", "-m", "uvicorn",
@@ -104,19 +105,29 @@ def start_servers(client: docker.DockerClient, model: Path, infinity_venv: Path)
             tag, detach=True, network_mode="host", entrypoint=entrypoint,
             environment={"BGE_PORT": str(PORTS[name]), "BGE_HOST": "127.0.0.1"},
             name=f"bgeimg-bench-serving-{name.replace('+', '-')}"))
-    log = open(tempfile.gettempdir() + "/bgeimg-bench-serving.log", "ab")
-    py = infinity_venv / "bin"
+    # infinity-emb and the naive app run from their host venv, mounted read-only into a container of the same
+    # Debian: every server then sits in a cgroup of its own with the same CPU weight (a host process would get
+    # a weight per thread against a container's one for all its threads on this busy machine).
+    venv = infinity_venv.resolve()
+    home = Path(os.path.realpath(venv / "bin" / "python")).parent.parent  # the Python the venv was made from
+    mounts = {str(venv): {"bind": str(venv), "mode": "ro"}, str(home): {"bind": str(home), "mode": "ro"},
+              str(model): {"bind": str(model), "mode": "ro"},
+              str(ROOT / "bench" / "serving_naive"): {"bind": "/naive", "mode": "ro"}}
+    peers = []
     for name, extra in (("infinity", {}), ("infinity+passive", {"OMP_WAIT_POLICY": "PASSIVE"})):
-        procs.append(subprocess.Popen(
-            [str(py / "infinity_emb"), "v2", "--model-id", str(model), "--engine", "torch", "--device", "cpu",
-             "--port", str(PORTS[name]), "--host", "127.0.0.1", "--batch-size", "32", "--no-model-warmup",
-             "--log-level", "warning"],  # no access log, as the others
-            stdout=log, stderr=log, env={**os.environ, "INFINITY_ANONYMOUS_USAGE_STATS": "0", **extra}))
-    procs.append(subprocess.Popen(
-        [str(py / "python"), "-m", "uvicorn", "app:app", "--app-dir", str(ROOT / "bench" / "serving_naive"),
-         "--host", "127.0.0.1", "--port", str(PORTS["naive"]), "--no-access-log"],
-        stdout=log, stderr=log, env={**os.environ, "NAIVE_MODEL": str(model)}))
-    return containers, procs
+        peers.append((name, [str(venv / "bin" / "infinity_emb"), "v2", "--model-id", str(model), "--engine", "torch",
+                             "--device", "cpu", "--port", str(PORTS[name]), "--host", "127.0.0.1",
+                             "--batch-size", "32", "--no-model-warmup", "--log-level", "warning"],  # no access log
+                      {"INFINITY_ANONYMOUS_USAGE_STATS": "0", **extra}))
+    peers.append(("naive", [str(venv / "bin" / "python"), "-m", "uvicorn", "app:app", "--app-dir", "/naive",
+                            "--host", "127.0.0.1", "--port", str(PORTS["naive"]), "--no-access-log"],
+                  {"NAIVE_MODEL": str(model)}))
+    for name, entrypoint, env in peers:
+        containers.append(client.containers.run(
+            NEW_TAG, detach=True, network_mode="host", entrypoint=entrypoint, user="0", volumes=mounts,
+            environment={"HOME": "/tmp", "HF_HUB_OFFLINE": "1", **env},
+            name=f"bgeimg-bench-serving-{name.replace('+', '-')}"))
+    return containers
 
 
 def main() -> None:
@@ -133,7 +144,7 @@ def main() -> None:
     model = minilm_dir()
     if not args.skip_build:
         build_images(client, model)
-    containers, procs = start_servers(client, model, args.infinity_venv)
+    containers = start_servers(client, model, args.infinity_venv)
     try:
         for port in PORTS.values():
             wait_healthy(port)
@@ -157,12 +168,6 @@ def main() -> None:
     finally:
         for c in containers:
             c.remove(force=True)
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 def pooled(rs: list[Result]) -> tuple[float, float, float, int]:
