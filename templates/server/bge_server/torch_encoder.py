@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
+from bge_server.device import resolve
 from bge_server.encoder import Encoded, Settings, max_length_of, pooling_of
 
 
@@ -25,8 +26,9 @@ class TorchEncoder:
         if settings.threads:
             torch.set_num_threads(settings.threads)
         self.threads = torch.get_num_threads()
-        self._device = torch.device("cuda" if settings.device == "cuda" and torch.cuda.is_available() else "cpu")
-        self.device = self._device.type
+        choice = resolve(settings.device)  # BGE_DEVICE=cuda without a usable GPU raises: no silent CPU fallback
+        self._device = torch.device(choice.device)
+        self.device, self.device_reason = choice.device, choice.reason
         self.dtype = torch.float16 if self.device == "cuda" else torch.float32  # FP16 on GPU only
         self.config = AutoConfig.from_pretrained(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -58,7 +60,8 @@ class TorchEncoder:
         return int(getattr(self.config, "hidden_size", 0)) or None
 
     def info(self) -> dict:
-        return {"runtime": self.runtime, "device": self.device, "threads": self.threads,
+        return {"runtime": self.runtime, "device": self.device, "device_reason": self.device_reason,
+                "threads": self.threads,
                 "dtype": str(self.dtype).replace("torch.", ""), "pooling": self.pooling,
                 "sparse": self.sparse_head is not None, "colbert": self.colbert_head is not None}
 
