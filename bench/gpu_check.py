@@ -152,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     import torch
-
     from bge_server import device
 
     reason = device.why_not_cuda()

@@ -5,7 +5,6 @@ why; BGE_DEVICE=auto serves from the CPU and /info says so. The driver is a test
 from __future__ import annotations
 
 import pytest
-
 from bge_server import device
 
 NO_GPU = ("BGE_DEVICE=cuda: no GPU visible: start the container with --gpus all (the NVIDIA Container Toolkit "
