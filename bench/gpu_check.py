@@ -103,7 +103,9 @@ def check_model(arch: str, task: str, workdir: Path) -> dict:
         import torch
 
         torch.cuda.synchronize()
-    return {"arch": arch, "task": task, "device": served.device, "dtype": served.info()["dtype"],
+    # the weights' own dtype, not what the encoder asked for (an older transformers may ignore dtype=)
+    weights = str(next(served.model.parameters()).dtype).replace("torch.", "")
+    return {"arch": arch, "task": task, "device": served.device, "dtype": weights,
             "load_s": round(load_s, 3), "run_s": round(time.perf_counter() - t0, 3),
             "min_cosine": round(min(similarity), 6), "ok": min(similarity) >= MIN_COSINE, **detail}
 

@@ -26,7 +26,8 @@ def test_gpu_check_runs_on_the_cpu_and_says_it_saw_no_gpu(tmp_path) -> None:
     assert "gpu_check: saw no GPU" in run.stderr
     assert [(m["arch"], m["task"]) for m in result["models"]] == [
         ("bert", "embed"), ("bert", "rerank"), ("xlm-roberta", "embed"), ("xlm-roberta", "rerank")]
-    assert all(m["ok"] and m["device"] == "cpu" and m["min_cosine"] >= 0.999 for m in result["models"])
+    assert all(m["ok"] and m["device"] == "cpu" and m["dtype"] == "float32" and m["min_cosine"] >= 0.999
+               for m in result["models"])
     libs = result["libraries"]
     mapped = {row["path"] for row in libs["mapped"]}
     assert any(p.startswith("torch/lib/libtorch_cpu") for p in mapped)  # serving maps torch's core library
