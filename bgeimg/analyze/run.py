@@ -54,13 +54,12 @@ class Analysis:
 
 
 def run(request: AnalyzeRequest) -> Analysis:
-    limits = dict(
-        max_size=gating.parse_size(request.max_size, "--max-size") if request.max_size else None,
-        max_wasted=gating.parse_size(request.max_wasted, "--max-wasted") if request.max_wasted else None,
-        min_efficiency=gating.parse_ratio(request.min_efficiency, "--min-efficiency") if request.min_efficiency
-        else None,
-        max_floor_ratio=gating.parse_floor_ratio(request.max_floor_ratio) if request.max_floor_ratio else None,
-    )
+    # Every limit is parsed before any image is read: a typo fails at once.
+    max_size = gating.parse_size(request.max_size, "--max-size") if request.max_size else None
+    max_wasted = gating.parse_size(request.max_wasted, "--max-wasted") if request.max_wasted else None
+    min_efficiency = gating.parse_ratio(request.min_efficiency, "--min-efficiency") if request.min_efficiency \
+        else None
+    max_floor_ratio = gating.parse_floor_ratio(request.max_floor_ratio) if request.max_floor_ratio else None
     from bgeimg.analyze.rehearse import parse_mounts
 
     mounts = parse_mounts(request.rehearse_mounts)
@@ -82,5 +81,6 @@ def run(request: AnalyzeRequest) -> Analysis:
         started = rehearse_image(last.config_digest or last.ref, name=last.ref, platform=last.platform,
                                  mounts=mounts) if rehearse else None
         advice = advise_image(last, rehearsal=started)
-    gates = gating.check(last, advice=advice, **limits)
+    gates = gating.check(last, advice=advice, max_size=max_size, max_wasted=max_wasted, min_efficiency=min_efficiency,
+                         max_floor_ratio=max_floor_ratio)
     return Analysis(compare(first, second) if second else first, advice, gates)

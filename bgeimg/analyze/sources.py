@@ -15,6 +15,7 @@ import posixpath
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
 from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
@@ -53,7 +54,8 @@ class _ArchiveContents:
         return name
 
 
-def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None) -> _ArchiveContents:
+def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None,
+                  probe: bool = False) -> _ArchiveContents:
     """One pass over the outer tar. On a file on disk (`seekable`), members are read in place with pread."""
     out = _ArchiveContents()
     fd = fileobj.fileno() if seekable else None
@@ -63,20 +65,21 @@ def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None) 
             ti = tf.next()
             if ti is None:
                 break
-            tf.members.clear()
+            tf.members.clear()  # type: ignore[attr-defined]  # a streamed tar must not keep every member
             name = posixpath.normpath(ti.name).lstrip("/")
             if ti.issym():
                 out.links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), ti.linkname)).lstrip("/")
             elif ti.islnk():
                 out.links[name] = posixpath.normpath(ti.linkname).lstrip("/")
             elif ti.isreg():
-                f = Window(fd, ti.offset_data, ti.size) if seekable else tf.extractfile(ti)
+                f: Any = Window(fd, ti.offset_data, ti.size) if fd is not None else tf.extractfile(ti)  # both peek
                 head = f.peek(512)[:512]
                 out.sizes[name] = ti.size
                 if ti.size <= JSON_MAX and (head[:1] in (b"{", b"[") or name.endswith((".json", "repositories"))):
                     out.jsons[name] = f.read()
                 elif ti.size and sniff(head):
-                    out.layers[name] = scan_layer(f, size=ti.size, seekable=seekable, what=f"layer {name} of {what}")
+                    out.layers[name] = scan_layer(f, size=ti.size, seekable=seekable, what=f"layer {name} of {what}",
+                                                  probe=probe)
         if seekable and total is not None and tf.offset > total:
             raise tarfile.ReadError("unexpected end of data")
     except AnalyzeInputError:
@@ -167,22 +170,22 @@ def _from_oci(index: dict, read_json, layer_scan, ref: str, source: str, want: s
                      layers=layers)
 
 
-def from_archive(path: Path, want: str | None = None) -> ImageData:
+def from_archive(path: Path, want: str | None = None, probe: bool = False) -> ImageData:
     what = f"archive {path}"
     try:
-        raw = open(path, "rb", buffering=CHUNK)
+        raw = open(path, "rb", buffering=CHUNK)  # noqa: SIM115
     except OSError as exc:
         raise AnalyzeInputError(f"cannot read {path}: {exc.strerror}") from None
     with raw:
-        kind = sniff(raw.peek(512)[:512])
+        kind = sniff(raw.peek(512)[:512])  # type: ignore[attr-defined]  # buffered: open() with buffering=CHUNK
         if kind is None:
             raise AnalyzeInputError(f"{path} is not an image archive",
                                     "expected a tar from `docker save`, an OCI layout directory or an image name")
         if kind == "none":
-            contents = _walk_archive(raw, True, what, total=path.stat().st_size)
+            contents = _walk_archive(raw, True, what, total=path.stat().st_size, probe=probe)
         else:  # `docker save | gzip` (or zstd): read it as one stream
             stream = io.BufferedReader(_RawReader(_decompressor(raw, kind)), CHUNK)
-            contents = _walk_archive(stream, False, what)
+            contents = _walk_archive(stream, False, what, probe=probe)
     return _from_contents(contents, str(path), "archive", want, what)
 
 
@@ -199,7 +202,7 @@ class _RawReader(io.RawIOBase):
         return len(data)
 
 
-def from_oci_dir(path: Path, want: str | None = None) -> ImageData:
+def from_oci_dir(path: Path, want: str | None = None, probe: bool = False) -> ImageData:
     what = f"OCI layout {path}"
 
     def blob(desc: dict) -> Path:
@@ -215,7 +218,7 @@ def from_oci_dir(path: Path, want: str | None = None) -> ImageData:
         p = blob(desc)
         with open(p, "rb", buffering=0) as f:
             return scan_layer(Window(f.fileno(), 0, p.stat().st_size), size=p.stat().st_size, seekable=True,
-                              what=f"layer {desc['digest']} of {what}")
+                              what=f"layer {desc['digest']} of {what}", probe=probe)
 
     index = _loads((path / "index.json").read_bytes(), f"index.json of {what}")
     return _from_oci(index, read_json, layer, str(path), "oci", want, what)
@@ -235,7 +238,7 @@ def engine_has(api, ref: str) -> bool:
         raise SourceUnavailable(f"the Docker engine failed to inspect {ref}: {exc.explanation}") from None
 
 
-def from_engine(ref: str, want: str | None = None, api=None) -> ImageData:
+def from_engine(ref: str, want: str | None = None, api=None, probe: bool = False) -> ImageData:
     """Stream `docker save` of one image from the engine and scan it as it arrives (never all in memory)."""
     import docker
 
@@ -245,7 +248,7 @@ def from_engine(ref: str, want: str | None = None, api=None) -> ImageData:
                                 "check `docker images`, or read it from a registry with registry:REF")
     try:
         stream = io.BufferedReader(ChunkStream(api.get_image(ref, chunk_size=CHUNK)), CHUNK)
-        contents = _walk_archive(stream, False, f"image {ref} from the engine")
+        contents = _walk_archive(stream, False, f"image {ref} from the engine", probe=probe)
     except docker.errors.APIError as exc:
         raise SourceUnavailable(f"the Docker engine failed to export {ref}: {exc.explanation}") from None
     data = _from_contents(contents, ref, "engine", want, f"image {ref}")
@@ -258,7 +261,7 @@ def _looks_remote(ref: str) -> bool:
     return "/" in ref and is_host(ref.split("/", 1)[0])
 
 
-def open_image(ref: str, platform: str | None = None, source: str | None = None) -> ImageData:
+def open_image(ref: str, platform: str | None = None, source: str | None = None, probe: bool = False) -> ImageData:
     """Read IMAGE from wherever it is. `source` forces one (engine|archive|oci|registry); a `transport:` prefix
     (docker-archive:, oci:, docker-daemon:, registry:, docker://) does the same."""
     head, sep, rest = ref.partition(":")
@@ -280,17 +283,17 @@ def open_image(ref: str, platform: str | None = None, source: str | None = None)
         if not (path / "index.json").is_file():
             raise AnalyzeInputError(f"{ref} is not an OCI image layout (no index.json)",
                                     "pass a `docker save` archive file or an OCI layout directory")
-        return from_oci_dir(path, platform)
+        return from_oci_dir(path, platform, probe)
     if source == "archive":
         if not path.is_file():
             raise AnalyzeInputError(f"no such file: {ref}")
-        return from_archive(path, platform)
+        return from_archive(path, platform, probe)
     if source == "registry":
         from bgeimg.analyze.remote import from_registry
 
         return from_registry(ref, platform)
     if source == "engine":
-        return from_engine(ref, platform)
+        return from_engine(ref, platform, probe=probe)
     # auto, not a path: the local engine first, then a registry when the name carries a registry host
     try:
         api = api_client(timeout=600)
@@ -301,7 +304,7 @@ def open_image(ref: str, platform: str | None = None, source: str | None = None)
             return from_registry(ref, platform)
         raise
     if engine_has(api, ref):
-        return from_engine(ref, platform, api=api)
+        return from_engine(ref, platform, api=api, probe=probe)
     if _looks_remote(ref):
         from bgeimg.analyze.remote import from_registry
 

@@ -9,6 +9,7 @@ truncated file is refused before anything reaches the engine.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -115,7 +116,7 @@ def verify(path: Path) -> list[Member]:
                     manifest = json.loads(fh.read())
                     continue
                 digest, size = hashlib.sha256(), 0
-                for chunk in iter(lambda f=fh: f.read(1 << 20), b""):
+                for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
                     digest.update(chunk)
                     size += len(chunk)
                 seen[entry.name] = (digest.hexdigest(), size)
@@ -145,7 +146,7 @@ def load(docker_api, path: Path) -> list[Member]:
             for entry in tar:
                 if entry.name in wanted:
                     fh = tar.extractfile(entry)
-                    chunks = iter(lambda f=fh: f.read(1 << 20), b"")  # streamed to the engine, never whole in memory
+                    chunks = iter(functools.partial(fh.read, 1 << 20), b"")  # streamed to the engine, never whole in memory
                     for event in docker_api.load_image(chunks):
                         if isinstance(event, dict) and event.get("error"):
                             raise BundleError(f"the engine refused {entry.name}: {event['error']}")

@@ -44,6 +44,14 @@ class Blob:
     path: Path | None = None  # compressed layer on disk; None for the config (kept in memory)
     data: bytes | None = None
 
+    @property
+    def source(self) -> bytes | Path:
+        """What to upload: the bytes in memory, else the file."""
+        if self.data is not None:
+            return self.data
+        assert self.path is not None, "a blob has its bytes or a path"
+        return self.path
+
 
 @dataclass
 class PlatformImage:
@@ -149,7 +157,7 @@ def export(docker_api, ref: str, workdir: Path) -> PlatformImage:
     compressed: dict[str, tuple[str, int, str, Path]] = {}
     configs: dict[str, bytes] = {}
     manifest = None
-    with tarfile.open(fileobj=reader, mode="r|") as tar:
+    with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]  # read() is all it needs
         for member in tar:
             if not member.isfile():
                 continue
@@ -225,16 +233,19 @@ class _StreamReader:
 # Upload
 
 
-def index_of(images: list[PlatformImage]) -> bytes:
-    """One manifest list over the platforms, in a stable order."""
+def index_of(images: list[PlatformImage], annotations: dict[str, str] | None = None) -> bytes:
+    """One manifest list over the platforms, in a stable order; `annotations` (the OCI version of what was pushed)
+    go on the index, where registries and `docker buildx imagetools inspect` show them."""
     manifests = sorted((img.descriptor() for img in images), key=lambda d: d["digest"])
     manifests.sort(key=lambda d: (d["platform"]["os"], d["platform"]["architecture"]))
-    return json.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": manifests},
-                      separators=(",", ":")).encode()
+    doc: dict = {"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": manifests}
+    if annotations:
+        doc["annotations"] = dict(sorted(annotations.items()))
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def push_to(client: RegistryClient, repository: str, images: list[PlatformImage], tags: list[str],
-            progress: Callable[[str], None] | None = None) -> Pushed:
+            progress: Callable[[str], None] | None = None, annotations: dict[str, str] | None = None) -> Pushed:
     """Push to one registry; the result carries the error instead of raising, so mirrors stay independent."""
     result = Pushed(registry=client.host, repository=repository, platforms=[i.platform for i in images])
     say = progress or (lambda _msg: None)
@@ -245,13 +256,13 @@ def push_to(client: RegistryClient, repository: str, images: list[PlatformImage]
                     client.stats.blobs_skipped += 1
                     continue
                 say(f"{client.host}: {image.platform} upload {blob.digest[7:19]} ({blob.size} bytes)")
-                client.upload_blob(repository, blob.digest, blob.data if blob.data is not None else blob.path)
+                client.upload_blob(repository, blob.digest, blob.source)
             client.put_manifest(repository, image.manifest_digest, image.manifest, DOCKER_MANIFEST)
         # Tags are written only once every platform manifest is confirmed present.
         for image in images:
             if client.head_manifest(repository, image.manifest_digest) is None:
                 raise RegistryError(f"{client.host}/{repository}@{image.manifest_digest} missing after upload")
-        index = index_of(images)
+        index = index_of(images, annotations)
         result.digest = client.put_manifest(repository, "sha256:" + hashlib.sha256(index).hexdigest(), index,
                                             DOCKER_LIST)
         for tag in tags:
@@ -298,7 +309,8 @@ def resolve_registry(flag: str | None, config_registry: str | None) -> str:
 
 
 def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *,
-         progress: Callable[[str], None] | None = None, client_factory=RegistryClient) -> list[Pushed]:
+         progress: Callable[[str], None] | None = None, client_factory=RegistryClient,
+         annotations: dict[str, str] | None = None) -> list[Pushed]:
     """Export each local image once, then push to every target; one Pushed per target, errors inside."""
     if not tags:
         raise PushError("no tags to push", "pass --scheme or --tag")
@@ -309,7 +321,8 @@ def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *
         if len(set(platforms)) != len(platforms):
             raise PushError(f"two local images have the same platform ({', '.join(platforms)})",
                             "give one image per platform")
-        return [push_to(client_factory(t.registry), t.repository, images, tags, progress) for t in targets]
+        return [push_to(client_factory(t.registry), t.repository, images, tags, progress, annotations)
+                for t in targets]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -347,12 +360,17 @@ def release(request: ReleaseRequest, *, config_registry: str | None, config_tags
     policy = tagging.policy_from_config(
         config_tags, schemes=request.schemes, latest=request.latest, prefix=request.prefix, suffix=request.suffix,
         long_commit=request.long_commit or None, allow_dirty=request.allow_dirty, extra=request.extra_tags)
-    tagset = tagging.compute_tags(policy, version=request.version, git=gitinfo.facts(project_dir),
-                                  now=datetime.now(timezone.utc))
+    git = gitinfo.facts(project_dir)
+    tagset = tagging.compute_tags(policy, version=request.version, git=git, now=datetime.now(timezone.utc))
+    # The version of what was pushed (the label inside says what it was built as, often `latest`), fixed per
+    # version and commit so pushing the same image twice gives the same index digest.
+    annotations = {"org.opencontainers.image.version": tagset.version or tagset.tags[0]}
+    if git.commit:
+        annotations["org.opencontainers.image.revision"] = git.commit
     docker_api = api_client()
     local = platform_images(docker_api, request.images[0], request.platforms) if len(request.images) == 1 \
         else list(request.images)
-    return push(docker_api, local, targets, tagset.tags, progress=progress)
+    return push(docker_api, local, targets, tagset.tags, progress=progress, annotations=annotations)
 
 
 def check_results(results: list[Pushed]) -> None:
