@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from bgeimg.oci.platform import PLATFORM_RE
 from bgeimg.oci.reference import InvalidReference, check_reference
-from bgeimg.profile import cuda as flavours
+from bgeimg.profile.cuda import DEFAULT as DEFAULT_CUDA
+from bgeimg.profile.cuda import FLAVOURS, flavour
 
 # ---------------------------------------------------------------------------------------------------------
 # Value grammars. Anything that reaches a Dockerfile or a shell line must match one of these, so a value can
@@ -240,13 +241,13 @@ class Profile(_Strict):
     @classmethod
     def _cuda(cls, v: object, info: ValidationInfo) -> str | None:
         device = info.data.get("device")
-        choices = ", ".join(flavours.FLAVOURS)
+        choices = ", ".join(FLAVOURS)
         if v is None:
             if device == "cuda":
-                raise ValueError(f"device cuda needs a CUDA flavour: set cuda: \"{flavours.DEFAULT}\" (one of {choices})")
+                raise ValueError(f"device cuda needs a CUDA flavour: set cuda: \"{DEFAULT_CUDA}\" (one of {choices})")
             return None
         v = f"{v}" if isinstance(v, (float, int)) and not isinstance(v, bool) else v  # YAML reads 12.8 as a number
-        if not isinstance(v, str) or v not in flavours.FLAVOURS:
+        if not isinstance(v, str) or v not in FLAVOURS:
             raise ValueError(f"{v!r} is not a CUDA flavour; choose one of {choices} (quote it: \"12.8\")")
         if device != "cuda":
             raise ValueError("a CUDA flavour is for device: cuda images only; remove cuda: (--set cuda=null) or set "
@@ -308,7 +309,7 @@ class Profile(_Strict):
     @property
     def torch_index(self) -> str | None:
         """The extra index torch comes from: the profile's own (e.g. a mirror), else its CUDA flavour's."""
-        return self.torch_index_url or (flavours.flavour(self.cuda).index_url if self.cuda else None)
+        return self.torch_index_url or (flavour(self.cuda).index_url if self.cuda else None)
 
     @property
     def runtime_base(self) -> str:
