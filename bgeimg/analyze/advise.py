@@ -504,14 +504,14 @@ def _duplicate_libraries(live, claims: _Claims, in_base) -> list[Finding]:
         m = WHEEL_CUDA_LIB_RX.search(p)
         if m and not in_base(p):
             wheel[m.group(1)].add(m.group(1) + ".so" + (m.group(2) or ""))
-    twice, same = [], set()
+    twice, names, same = [], set(), set()
     for p in live:
         m = SHARED_LIB_RX.search(p)
         if m and in_base(p) and "-packages/" not in p and m.group(1) in wheel:
             twice.append(p)
+            names.add(m.group(1))
             if m.group(1) + ".so" + (m.group(2) or "") in wheel[m.group(1)]:
                 same.add(m.group(1))
-    names = sorted({SHARED_LIB_RX.search(p).group(1) for p in twice})
     f = _finding("duplicate-libraries", f"shared libraries in the base image that a wheel's nvidia/ folder brings "
                  f"again ({len(names)} libraries, {len(same)} with the same soname): a second CUDA, never loaded",
                  claims.take(sorted(twice)),
