@@ -21,6 +21,8 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/bin/test_* \
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/bin/protoc* \
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/lib/lib*_test.so \
+ && rm -rf /opt/venv/lib/python3*/site-packages/nvidia/*/lib/*.a \
+ && rm -rf /opt/venv/lib/python3*/site-packages/triton/backends/nvidia/lib/*/*.a \
  && pip uninstall --yes --quiet networkx typer rich pygments markdown-it-py mdurl shellingham fsspec \
  && pip uninstall --yes --quiet pip setuptools \
  && find /opt/venv -type f -name '*.so*' -not -path '*.libs/*' -exec sh -c 'for f; do if readelf -S "$f" 2>/dev/null | grep -q "[.]symtab"; then strip --strip-unneeded "$f"; fi; done' sh {} + \
