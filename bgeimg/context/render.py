@@ -183,6 +183,9 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         "BGE_PORT": str(profile.server.port),
         "BGE_WORKERS": str(profile.server.workers),
         "BGE_MAX_BATCH_SIZE": str(profile.server.max_batch_size),
+        "BGE_MAX_BATCH_TOKENS": str(profile.server.max_batch_tokens),
+        "BGE_MAX_QUEUE": str(profile.server.max_queue),
+        "BGE_GRACE_SECONDS": str(profile.server.grace_seconds),
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
     flavour = cuda.flavour(profile.cuda) if profile.cuda else None

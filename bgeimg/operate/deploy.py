@@ -69,6 +69,12 @@ def _resources(profile: Profile) -> dict:
     return {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}}
 
 
+def termination_grace(profile: Profile) -> int:
+    """Seconds before SIGKILL: the server's drain (BGE_GRACE_SECONDS), then up to 5 s for uvicorn to write the
+    last responses, and 5 s of slack."""
+    return profile.server.grace_seconds + 10
+
+
 def kubernetes(profile: Profile, options: DeployOptions) -> list[dict]:
     """Deployment, Service and HorizontalPodAutoscaler."""
     name = _name(profile, options)
@@ -93,7 +99,8 @@ def kubernetes(profile: Profile, options: DeployOptions) -> list[dict]:
         "resources": _resources(profile),
         # Loading weights takes a while: the startup probe holds liveness off for up to 5 minutes.
         "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 30},
-        "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+        # /health answers 503 from SIGTERM on while queued requests finish: one failed probe takes the pod out.
+        "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 1},
         "livenessProbe": {**probe, "initialDelaySeconds": 60, "periodSeconds": 30, "failureThreshold": 3},
         "securityContext": {"runAsNonRoot": True, "runAsUser": profile.user.uid, "runAsGroup": profile.user.uid,
                             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
@@ -101,6 +108,7 @@ def kubernetes(profile: Profile, options: DeployOptions) -> list[dict]:
         "volumeMounts": mounts,
     }
     pod_spec: dict = {"containers": [container], "volumes": volumes,
+                      "terminationGracePeriodSeconds": termination_grace(profile),
                       "securityContext": {"fsGroup": profile.user.uid}}
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
@@ -130,6 +138,7 @@ def compose(profile: Profile, options: DeployOptions) -> dict:
         "image": options.image,
         "ports": [str(profile.server.port)],  # ephemeral host ports: N replicas cannot share one
         "restart": "unless-stopped",
+        "stop_grace_period": f"{termination_grace(profile)}s",  # Docker's default 10 s cuts the drain short
         "read_only": True,
         "tmpfs": ["/tmp"],
         "environment": {"HF_HOME": "/tmp/hf"},

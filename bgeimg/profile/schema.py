@@ -135,7 +135,10 @@ class Server(_Strict):
 
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    max_batch_size: int = Field(32, ge=1, le=4096)
+    max_batch_size: int = Field(32, ge=1, le=4096)  # texts per forward pass
+    max_batch_tokens: int = Field(16384, ge=1, le=1_048_576)  # padded tokens (texts x longest) per forward pass
+    max_queue: int = Field(512, ge=1, le=1_000_000)  # texts waiting; more are answered 429 at once
+    grace_seconds: int = Field(20, ge=0, le=3600)  # SIGTERM: time to finish queued work before exiting
     max_length: int | None = Field(None, ge=1, le=131072)
     healthcheck_interval: int = Field(15, ge=1, le=3600)
     start_period: int = Field(120, ge=1, le=3600)  # Docker refuses 0
