@@ -17,16 +17,18 @@ from analyze_images import DOCKERFILE
 
 @pytest.fixture(autouse=True, scope="session")
 def layer_cache_dir(tmp_path_factory):
-    """The analyze tests' own layer cache (bgeimg.analyze.cache), for the in-process calls and the CLI children:
-    never the user's ~/.cache, and fresh for each test session."""
+    """The analyze tests' layer cache (bgeimg.analyze.cache) lives in a temporary directory, never the user's
+    ~/.cache, and holds nothing (BGEIMG_CACHE_MAX=0): every test reads the layers it checks from its source. The
+    cache's own tests give LayerCache a bound or set BGEIMG_CACHE_MAX themselves."""
     path = tmp_path_factory.mktemp("layer-cache")
-    old = os.environ.get("BGEIMG_CACHE_DIR")
-    os.environ["BGEIMG_CACHE_DIR"] = str(path)
+    saved = {k: os.environ.get(k) for k in ("BGEIMG_CACHE_DIR", "BGEIMG_CACHE_MAX")}
+    os.environ.update(BGEIMG_CACHE_DIR=str(path), BGEIMG_CACHE_MAX="0")
     yield path
-    if old is None:
-        os.environ.pop("BGEIMG_CACHE_DIR", None)
-    else:
-        os.environ["BGEIMG_CACHE_DIR"] = old
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @dataclass

@@ -83,16 +83,16 @@ def test_registry_second_run_reads_no_layer(pushed_small, tmp_path, monkeypatch)
         return real(self, repo, digest, chunk_size)
 
     monkeypatch.setattr(RegistryClient, "iter_blob", counting)
-    cache = LayerCache(tmp_path / "cache")
+    cache = LayerCache(tmp_path / "cache", max_bytes=1 << 30)
     first = build_report(from_registry(pushed_small, cache=cache))
     n_layers = len(first.layers)
     assert len(fetched) == n_layers + 1  # every layer once, and the config
     fetched.clear()
-    second = build_report(from_registry(pushed_small, cache=LayerCache(tmp_path / "cache")))
+    second = build_report(from_registry(pushed_small, cache=LayerCache(tmp_path / "cache", max_bytes=1 << 30)))
     assert fetched == []  # manifest only: config and layers from the cache
     assert second.to_json() == first.to_json()
     # --advise's probing scans are kept apart from the plain ones
-    build_report(from_registry(pushed_small, probe=True, cache=LayerCache(tmp_path / "cache")))
+    build_report(from_registry(pushed_small, probe=True, cache=LayerCache(tmp_path / "cache", max_bytes=1 << 30)))
     assert len(fetched) == n_layers
 
 
@@ -177,6 +177,7 @@ def test_registry_blob_or_diff_id_mismatch(bgeimg, auth_registry, tmp_path, monk
 
     monkeypatch.setenv("DOCKER_CONFIG", str(auth_registry.docker_config(tmp_path / "cfg")))
     monkeypatch.setenv("BGEIMG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BGEIMG_CACHE_MAX", "1GB")
     layer = Layer([("file", "opt/data.bin", bytes(range(256)) * 400)], "gzip")
     image = Image([layer])
     upload(auth_registry, "bgeimg-test-analyze/corrupt", "1", image)
