@@ -1,9 +1,12 @@
-"""Image sources: an image in the local engine, a `docker save` archive, an OCI layout directory, a registry.
+"""Image sources: an image in the local engine, a `docker save` archive, an OCI layout directory (a registry is
+bgeimg.analyze.remote).
 
 Each source yields an `ImageData`: the image config and, per layer, its ids, compressed size where known and a
-`LayerScan` (None for a registry image, whose layers are not downloaded). Archives are read in one pass, in the
-order their members come: the legacy `docker save` layout puts manifest.json last, so every layer-looking member
-is scanned as it passes (a few KB of paths kept per layer, no content) and matched to the manifest at the end.
+`LayerScan`, from the layer cache (bgeimg.analyze.cache) when it has one. A stream (the engine's save, a compressed
+archive) is read in one pass, in the order its members come: the legacy `docker save` layout puts manifest.json
+last, so every layer-looking member is scanned as it passes (a few KB of paths kept per layer, no content) and
+matched to the manifest at the end. A file on disk is walked header to header first, and the layers the manifest
+names are then read in place (or taken from the cache).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from bgeimg.cli.output import emit_json, out
 
 def analyze(
     image: str = typer.Argument(..., help="Image: a local engine image, a `docker save` archive, an OCI layout "
-                                "directory, or registry:HOST/REPO:TAG (read without pulling)."),
+                                "directory, or registry:HOST/REPO:TAG (streamed, without pulling)."),
     other: Optional[str] = typer.Argument(None, help="A second image to compare against IMAGE."),
     platform: Optional[str] = typer.Option(None, "--platform", help="os/arch (optionally /variant) to pick from an index."),
     source: str = typer.Option("auto", "--source", help="auto, engine, archive, oci or registry."),
