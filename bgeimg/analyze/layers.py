@@ -7,7 +7,6 @@ trailer (it is the size modulo 4 GiB).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
@@ -101,10 +100,40 @@ class _CountingRaw(io.RawIOBase):
 
 def _decompressor(fileobj, compression: str):
     if compression == "gzip":
-        return gzip.GzipFile(fileobj=fileobj, mode="rb")
+        return _Gzip(fileobj)
     if compression == "zstd":
         return _Zstd(fileobj)
     return fileobj
+
+
+class _Gzip:
+    """gzip members, one after another, inflated a chunk at a time by zlib, which checks each member's CRC and
+    length itself (gzip.GzipFile reads 8 KB at a time and computes the CRC again in Python: more than the inflate
+    costs). A stream cut short is an error; zero padding after the last member is allowed, as gzip allows it."""
+
+    def __init__(self, src):
+        self.src = src
+        self.obj = zlib.decompressobj(31)
+        self.tail = b""
+
+    def read(self, n: int = -1) -> bytes:
+        n = n if n > 0 else CHUNK
+        while True:
+            if self.obj.eof:
+                rest = self.obj.unused_data.lstrip(b"\0")
+                while not rest:
+                    more = self.src.read(CHUNK)
+                    if not more:
+                        return b""
+                    rest = more.lstrip(b"\0")
+                self.obj, self.tail = zlib.decompressobj(31), rest
+            data = self.tail or self.src.read(CHUNK)
+            if not data:
+                raise EOFError("gzip stream ended before the end of its member")
+            out = self.obj.decompress(data, n)
+            self.tail = b"" if self.obj.eof else self.obj.unconsumed_tail
+            if out:
+                return out
 
 
 class _Zstd:
