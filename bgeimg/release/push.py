@@ -18,13 +18,14 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgeimg.errors import BgeimgError, OutsideError
 from bgeimg.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST
-from bgeimg.oci.platform import ARCH_SUFFIX, platform_str
+from bgeimg.oci.platform import ARCH_SUFFIX, platform_matches, platform_str
 from bgeimg.oci.reference import check_repository, split_registry, split_tag
 from bgeimg.oci.registry import RegistryClient, RegistryError, Stats
 
@@ -116,18 +117,20 @@ def platform_images(docker_api, image: str, platforms: list[str] | None = None) 
             continue
         siblings.append(ref)
     found = siblings or [image]
-    if platforms:
-        wanted = {p.split("/")[1] for p in platforms}
-        found = [ref for ref in found if _arch_of(docker_api, ref) in wanted]
-        missing = wanted - {_arch_of(docker_api, ref) for ref in found}
+    if platforms:  # os, architecture and variant all compared: windows/amd64 is not linux/amd64
+        have = {ref: _platform_of(docker_api, ref) for ref in found}
+        found = [ref for ref in found if any(platform_matches(have[ref], p) for p in platforms)]
+        missing = {p for p in platforms if not any(platform_matches(have[ref], p) for ref in found)}
         if missing:
             raise PushError(f"no local image of {image} for {', '.join(sorted(missing))}",
                             f"build it first: bgeimg build --platform {','.join(platforms)} --tag {image}")
     return found
 
 
-def _arch_of(docker_api, ref: str) -> str:
-    return docker_api.inspect_image(ref)["Architecture"]
+def _platform_of(docker_api, ref: str) -> str:
+    info = docker_api.inspect_image(ref)
+    return platform_str({"os": info.get("Os", "linux"), "architecture": info.get("Architecture", "amd64"),
+                         "variant": info.get("Variant")})
 
 
 def _gzip_to(src, dest: Path) -> tuple[str, int, str]:
@@ -233,33 +236,62 @@ class _StreamReader:
 # Upload
 
 
-def index_of(images: list[PlatformImage]) -> bytes:
-    """One manifest list over the platforms, in a stable order."""
+def index_of(images: list[PlatformImage], annotations: dict[str, str] | None = None) -> bytes:
+    """One manifest list over the platforms, in a stable order; `annotations` (the OCI version of what was pushed)
+    go on the index, where registries and `docker buildx imagetools inspect` show them."""
     manifests = sorted((img.descriptor() for img in images), key=lambda d: d["digest"])
     manifests.sort(key=lambda d: (d["platform"]["os"], d["platform"]["architecture"]))
-    return json.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": manifests},
-                      separators=(",", ":")).encode()
+    doc: dict = {"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": manifests}
+    if annotations:
+        doc["annotations"] = dict(sorted(annotations.items()))
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+# What a registry answers when a manifest names a blob it does not (yet) have: another push of the same image may
+# be finishing that very blob (both skipped or both uploaded it), or the blob was lost. Checked and re-sent.
+_BLOB_MISSING = ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "DIGEST_INVALID")
+
+
+def _send_blobs(client: RegistryClient, repository: str, image: PlatformImage, say: Callable[[str], None],
+                *, count_skips: bool = True) -> None:
+    for blob in [image.config, *image.layers]:
+        if client.blob_exists(repository, blob.digest) is not None:
+            if count_skips:
+                client.stats.blobs_skipped += 1
+            continue
+        say(f"{client.host}: {image.platform} upload {blob.digest[7:19]} ({blob.size} bytes)")
+        client.upload_blob(repository, blob.digest, blob.source)
+
+
+def _put_platform_manifest(client: RegistryClient, repository: str, image: PlatformImage,
+                           say: Callable[[str], None], attempts: int = 4) -> None:
+    """Put the manifest; when the registry says a blob it names is missing (a concurrent push of the same image
+    is finishing it, or its upload was lost), check every blob, send the missing ones again and retry."""
+    for attempt in range(attempts):
+        try:
+            client.put_manifest(repository, image.manifest_digest, image.manifest, DOCKER_MANIFEST)
+            return
+        except RegistryError as exc:
+            if attempt == attempts - 1 or not any(code in str(exc) for code in _BLOB_MISSING):
+                raise
+        time.sleep(0.5 * (2 ** attempt))  # let the other push's upload commit before looking again
+        _send_blobs(client, repository, image, say, count_skips=False)
 
 
 def push_to(client: RegistryClient, repository: str, images: list[PlatformImage], tags: list[str],
-            progress: Callable[[str], None] | None = None) -> Pushed:
+            progress: Callable[[str], None] | None = None, annotations: dict[str, str] | None = None) -> Pushed:
     """Push to one registry; the result carries the error instead of raising, so mirrors stay independent."""
     result = Pushed(registry=client.host, repository=repository, platforms=[i.platform for i in images])
     say = progress or (lambda _msg: None)
     try:
         for image in images:
-            for blob in [image.config, *image.layers]:
-                if client.blob_exists(repository, blob.digest) is not None:
-                    client.stats.blobs_skipped += 1
-                    continue
-                say(f"{client.host}: {image.platform} upload {blob.digest[7:19]} ({blob.size} bytes)")
-                client.upload_blob(repository, blob.digest, blob.source)
-            client.put_manifest(repository, image.manifest_digest, image.manifest, DOCKER_MANIFEST)
+            _send_blobs(client, repository, image, say)
+            _put_platform_manifest(client, repository, image, say)
         # Tags are written only once every platform manifest is confirmed present.
         for image in images:
             if client.head_manifest(repository, image.manifest_digest) is None:
                 raise RegistryError(f"{client.host}/{repository}@{image.manifest_digest} missing after upload")
-        index = index_of(images)
+        index = index_of(images, annotations)
         result.digest = client.put_manifest(repository, "sha256:" + hashlib.sha256(index).hexdigest(), index,
                                             DOCKER_LIST)
         for tag in tags:
@@ -306,7 +338,8 @@ def resolve_registry(flag: str | None, config_registry: str | None) -> str:
 
 
 def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *,
-         progress: Callable[[str], None] | None = None, client_factory=RegistryClient) -> list[Pushed]:
+         progress: Callable[[str], None] | None = None, client_factory=RegistryClient,
+         annotations: dict[str, str] | None = None) -> list[Pushed]:
     """Export each local image once, then push to every target; one Pushed per target, errors inside."""
     if not tags:
         raise PushError("no tags to push", "pass --scheme or --tag")
@@ -317,7 +350,8 @@ def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *
         if len(set(platforms)) != len(platforms):
             raise PushError(f"two local images have the same platform ({', '.join(platforms)})",
                             "give one image per platform")
-        return [push_to(client_factory(t.registry), t.repository, images, tags, progress) for t in targets]
+        return [push_to(client_factory(t.registry), t.repository, images, tags, progress, annotations)
+                for t in targets]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -355,12 +389,17 @@ def release(request: ReleaseRequest, *, config_registry: str | None, config_tags
     policy = tagging.policy_from_config(
         config_tags, schemes=request.schemes, latest=request.latest, prefix=request.prefix, suffix=request.suffix,
         long_commit=request.long_commit or None, allow_dirty=request.allow_dirty, extra=request.extra_tags)
-    tagset = tagging.compute_tags(policy, version=request.version, git=gitinfo.facts(project_dir),
-                                  now=datetime.now(timezone.utc))
+    git = gitinfo.facts(project_dir)
+    tagset = tagging.compute_tags(policy, version=request.version, git=git, now=datetime.now(timezone.utc))
+    # The version of what was pushed (the label inside says what it was built as, often `latest`), fixed per
+    # version and commit so pushing the same image twice gives the same index digest.
+    annotations = {"org.opencontainers.image.version": tagset.version or tagset.tags[0]}
+    if git.commit:
+        annotations["org.opencontainers.image.revision"] = git.commit
     docker_api = api_client()
     local = platform_images(docker_api, request.images[0], request.platforms) if len(request.images) == 1 \
         else list(request.images)
-    return push(docker_api, local, targets, tagset.tags, progress=progress)
+    return push(docker_api, local, targets, tagset.tags, progress=progress, annotations=annotations)
 
 
 def check_results(results: list[Pushed]) -> None:
