@@ -472,8 +472,11 @@ def build_report(data: ImageData) -> ImageReport:
     return report
 
 
-def analyze(ref: str, platform: str | None = None, source: str | None = None, probe: bool = False) -> ImageReport:
-    """Read IMAGE from its source and build its report; `probe` also looks inside files, for --advise."""
+def analyze(ref: str, platform: str | None = None, source: str | None = None, probe: bool = False,
+            cache: bool = True) -> ImageReport:
+    """Read IMAGE from its source and build its report; `probe` also looks inside files, for --advise; `cache`
+    reuses layer scans by diff_id (bgeimg.analyze.cache)."""
+    from bgeimg.analyze.cache import open_cache
     from bgeimg.analyze.sources import open_image
 
-    return build_report(open_image(ref, platform=platform, source=source, probe=probe))
+    return build_report(open_image(ref, platform=platform, source=source, probe=probe, cache=open_cache(cache)))
