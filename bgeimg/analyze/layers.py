@@ -17,12 +17,12 @@ import zlib
 from dataclasses import dataclass, field
 
 from bgeimg.analyze.errors import AnalyzeInputError
+from bgeimg.oci.streams import CHUNK
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-CHUNK = 1 << 20
 RECORD_MAX = 8 << 20  # a RECORD larger than this is not a RECORD worth reading
 # `analyze --advise` looks inside files too: ELF section tables, Python imports, small scripts. Off by default so
 # the plain report keeps skipping file data (a seek per file in archives).
@@ -378,28 +378,6 @@ class Window:
 
     def tell(self) -> int:
         return self.pos - self.start
-
-
-class ChunkStream(io.RawIOBase):
-    """A file object over an iterator of byte chunks (docker-py's streamed `get_image`)."""
-
-    def __init__(self, chunks):
-        self._chunks = iter(chunks)
-        self._buf = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        while not len(self._buf):
-            try:
-                self._buf = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
 
 
 # ---- probes (analyze --advise) -----------------------------------------------------------------------------------
