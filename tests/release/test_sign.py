@@ -1,0 +1,108 @@
+"""Signing and verification with the real cosign against the test bed's registry: sign, verify, a re-pointed tag,
+a copied signature, another key; and the refusals that come before cosign runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bgeimg.reference import parse_reference
+from bgeimg.registry import DOCKER_LIST, RegistryClient
+from bgeimg.release import sign
+from release_images import put_image
+
+PASSWORD = "s3cret-pw"
+
+
+@pytest.fixture
+def signed(registry, repo, keys, cosign_env, monkeypatch):
+    """An image in the registry, signed with our key: (client, digest)."""
+    digest = put_image(registry, repo, "stable")
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    client = RegistryClient(registry)
+    spec = sign.key_spec(str(keys["ours"][0]), private=True)
+    checked = sign.sign(client, parse_reference(f"{registry}/{repo}@{digest}"), spec)
+    assert checked.digest == digest and sorted(checked.platforms) == ["linux/amd64", "linux/arm64"]
+    return client, digest
+
+
+def verify(client, text, public):
+    return sign.verify(client, parse_reference(text), sign.key_spec(str(public), private=False))
+
+
+def test_sign_then_verify_the_index_and_every_platform(signed, registry, repo, keys) -> None:
+    client, digest = signed
+    tags = client.list_tags(repo)
+    # one signature per manifest: the index and both platforms
+    wanted = {f"sha256-{d[7:]}.sig" for d in [digest, *sign._digests(client, parse_reference(f"{registry}/{repo}:v1"))
+                                                .platforms.values()]}
+    assert wanted <= set(tags) and len(wanted) == 3
+    checked = verify(client, f"{registry}/{repo}:v1", keys["ours"][1])
+    assert checked.digest == digest and len(checked.platforms) == 2
+
+
+def test_a_tag_re_pointed_to_another_digest_fails(signed, registry, repo, keys) -> None:
+    client, digest = signed
+    other = put_image(registry, repo, "tampered", tag="scratch")
+    index = client.get_manifest(repo, other)
+    client.put_manifest(repo, "v1", index.raw, DOCKER_LIST)  # the attacker moves v1
+    with pytest.raises(sign.SignatureError, match=r"is not signed") as info:
+        verify(client, f"{registry}/{repo}:v1", keys["ours"][1])
+    assert info.value.exit_code == 1 and other in str(info.value)
+    # ... and copies the real signature next to the new digest: the signed payload names the old digest
+    sig = client.get_manifest(repo, f"sha256-{digest[7:]}.sig")
+    client.put_manifest(repo, f"sha256-{other[7:]}.sig", sig.raw, sig.media_type)
+    with pytest.raises(sign.SignatureError, match=r"is not signed by this key") as info:
+        verify(client, f"{registry}/{repo}:v1", keys["ours"][1])
+    assert info.value.exit_code == 1
+    verify(client, f"{registry}/{repo}@{digest}", keys["ours"][1])  # the signed digest itself still verifies
+
+
+def test_a_signature_from_another_key_fails(signed, registry, repo, keys) -> None:
+    client, _ = signed
+    with pytest.raises(sign.SignatureError, match=r"is not signed by this key") as info:
+        verify(client, f"{registry}/{repo}:v1", keys["other"][1])
+    assert info.value.exit_code == 1
+
+
+def test_unsigned_platform_manifest_is_caught(registry, repo, keys, cosign_env, monkeypatch) -> None:
+    """An index signed on its own (no --recursive) is not enough: each platform must verify too."""
+    import subprocess
+
+    digest = put_image(registry, repo, "half")
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    subprocess.run([sign.find_cosign(), "sign", "--yes", "--tlog-upload=false", "--allow-http-registry",
+                    "--key", str(keys["ours"][0]), f"{registry}/{repo}@{digest}"], check=True, capture_output=True,
+                   stdin=subprocess.DEVNULL)
+    with pytest.raises(sign.SignatureError, match=r"linux/amd64 manifest sha256:\w+ of .* is not signed"):
+        verify(RegistryClient(registry), f"{registry}/{repo}:v1", keys["ours"][1])
+
+
+def test_refusals_before_cosign_runs(registry, repo, keys, cosign_env, monkeypatch, tmp_path) -> None:
+    client = RegistryClient(registry)
+    with pytest.raises(sign.SignInputError, match="sign by digest"):
+        sign.sign(client, parse_reference(f"{registry}/{repo}:v1"), sign.KeySpec(key="k"))
+    with pytest.raises(sign.SignInputError, match="no signing key.*COSIGN_KEY"):
+        sign.key_spec(None, private=True)
+    with pytest.raises(sign.SignInputError, match="COSIGN_PASSWORD is not set"):
+        sign.key_spec(str(keys["ours"][0]), private=True)
+    with pytest.raises(sign.SignInputError, match="does not exist"):
+        sign.key_spec(str(tmp_path / "nope.pub"), private=False)
+    monkeypatch.setenv("COSIGN_KEY", "awskms:///alias/release")  # a KMS URI is passed through untouched
+    assert sign.key_spec(None, private=True).key == "awskms:///alias/release"
+    monkeypatch.setenv("BGEIMG_COSIGN", str(tmp_path / "cosign"))
+    with pytest.raises(sign.CosignError, match="not an executable.*apt-get install cosign") as info:
+        sign.find_cosign()
+    assert info.value.exit_code == 3
+
+
+def test_a_wrong_password_is_one_line_without_the_password(registry, repo, keys, cosign_env, monkeypatch) -> None:
+    digest = put_image(registry, repo, "pw")
+    monkeypatch.setenv("COSIGN_PASSWORD", "not-the-password-123")
+    with pytest.raises(sign.CosignError) as info:
+        sign.sign(RegistryClient(registry), parse_reference(f"{registry}/{repo}@{digest}"),
+                  sign.key_spec(str(keys["ours"][0]), private=True))
+    text = str(info.value)
+    assert "decrypt" in text and "not-the-password-123" not in text and "\n" not in text
+    assert json.dumps(text)  # plain
