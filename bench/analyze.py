@@ -31,7 +31,9 @@ DOCKER = "/usr/bin/docker"
 def dockerfile(mb: int, files: int) -> str:
     part = mb // 3
     return f"""FROM python:3.11-slim
-RUN python3 -c "import os; [os.makedirs(f'/opt/venv/lib/python3.11/site-packages/pkg{{i % 200}}', exist_ok=True) or open(f'/opt/venv/lib/python3.11/site-packages/pkg{{i % 200}}/m{{i}}.py', 'wb').write(os.urandom(512 + i % 4096)) for i in range({files})]"
+RUN python3 -c "import os; d = '/opt/venv/lib/python3.11/site-packages'; \\
+    [os.makedirs(f'{{d}}/pkg{{i % 200}}', exist_ok=True) or \\
+     open(f'{{d}}/pkg{{i % 200}}/m{{i}}.py', 'wb').write(os.urandom(512 + i % 4096)) for i in range({files})]"
 RUN head -c {part}M /dev/urandom > /opt/w1.bin
 RUN head -c {part}M /dev/urandom > /opt/w2.bin && head -c 64M /dev/urandom > /opt/tmp.bin
 RUN head -c {part}M /dev/urandom > /opt/w3.bin && head -c 32M /dev/urandom > /opt/w1.bin && rm /opt/tmp.bin

@@ -332,8 +332,10 @@ def _unused_packages(report: ImageReport, claims: _Claims, imports: _Imports) ->
         if items:
             names = sorted(d["name"] for d in dists)
             owner = {p: f"{d['site']}/{sorted(d['tops'])[0]}" for d in dists for p in d["files"]}
-            out.append(_finding(kind, f"{title} ({', '.join(names)})", items, _package_fix(names, proof),
-                                key=owner.get))
+            found = _finding(kind, f"{title} ({', '.join(names)})", items, _package_fix(names, proof),
+                             key=owner.get)
+            if found is not None:
+                out.append(found)
     return out
 
 
@@ -348,7 +350,7 @@ def _bytecode(report: ImageReport, claims: _Claims, imports: _Imports, in_scope)
     for entries in by_source.values():
         for tag, _ in entries:
             tags[tag] += 1
-    main_tag = max(tags, key=tags.get) if tags else None
+    main_tag = max(tags, key=lambda t: tags[t]) if tags else None
     extra = []
     for entries in by_source.values():
         keep = next((p for t, p in entries if t == main_tag and ".opt-" not in p), None)
@@ -451,7 +453,7 @@ def _rules(report: ImageReport, claims: _Claims, in_scope) -> list[Finding]:
         ("caches", "pip / uv / Hugging Face caches", [p for p in paths if CACHE_RX.search(p)],
          "`pip install --no-cache-dir` or `RUN --mount=type=cache,target=/root/.cache/pip` (bgeimg does both); "
          "`uv --no-cache`; delete ~/.cache/huggingface/xet after a download",
-         lambda p: p[: CACHE_RX.search(p).end()]),
+         lambda p: p[: CACHE_RX.search(p).end()]),  # type: ignore[union-attr]  # only paths it matched
         ("torch-test-binaries", "torch's C++ test binaries and protoc", [p for p in paths if TORCH_TEST_RX.search(p)],
          "slim.prune: [torch/test, \"torch/bin/*Test\", \"torch/bin/test_*\", \"torch/bin/protoc*\", "
          "\"torch/lib/lib*_test.so\"] (bgeimg's default)", posixpath.dirname),

@@ -7,7 +7,6 @@ trailer (it is the size modulo 4 GiB).
 
 from __future__ import annotations
 
-import contextvars
 import gzip
 import io
 import os
@@ -26,7 +25,6 @@ CHUNK = 1 << 20
 RECORD_MAX = 8 << 20  # a RECORD larger than this is not a RECORD worth reading
 # `analyze --advise` looks inside files too: ELF section tables, Python imports, small scripts. Off by default so
 # the plain report keeps skipping file data (a seek per file in archives).
-PROBE: contextvars.ContextVar[bool] = contextvars.ContextVar("bgeimg_probe", default=False)
 ELF_MIN = 64 << 10  # smaller binaries are not worth a finding
 PY_MAX = 4 << 20
 TEXT_MAX = 64 << 10
@@ -66,7 +64,7 @@ class LayerScan:
     whiteouts: list[str] = field(default_factory=list)  # paths this layer deletes from the layers below
     opaque: list[str] = field(default_factory=list)  # directories whose lower contents this layer hides
     records: dict[str, bytes] = field(default_factory=dict)  # dist-info RECORD path -> its text
-    # with PROBE set:
+    # with probe=True (analyze --advise):
     elf_strippable: dict[str, int] = field(default_factory=dict)  # ELF file -> bytes of its symbol tables/debug info
     py_imports: dict[str, frozenset[str]] = field(default_factory=dict)  # .py file -> modules it may import
     texts: dict[str, bytes] = field(default_factory=dict)  # small scripts an entry point may run
@@ -135,7 +133,8 @@ class TarCorrupt(ValueError):
     pass
 
 
-def scan_layer(fileobj, *, size: int | None = None, seekable: bool = False, what: str = "layer") -> LayerScan:
+def scan_layer(fileobj, *, size: int | None = None, seekable: bool = False, what: str = "layer",
+               probe: bool = False) -> LayerScan:
     """Scan a layer blob. `fileobj` must support `peek` (a BufferedReader) so the magic bytes can be sniffed.
 
     A seekable plain tar of known `size` is walked header to header (file data is skipped by seeking); anything
@@ -148,14 +147,14 @@ def scan_layer(fileobj, *, size: int | None = None, seekable: bool = False, what
     try:
         if compression == "none" and seekable and size is not None:
             start = fileobj.tell()
-            _walk(fileobj, scan, seekable=True, probe=PROBE.get())
+            _walk(fileobj, scan, seekable=True, probe=probe)
             if fileobj.tell() - start > size:
                 raise TarCorrupt("unexpected end of data")
             scan.tar_size = size
         else:
             raw = _CountingRaw(_decompressor(fileobj, compression))
             stream = io.BufferedReader(raw, CHUNK)
-            _walk(stream, scan, seekable=False, probe=PROBE.get())
+            _walk(stream, scan, seekable=False, probe=probe)
             while stream.read(CHUNK):  # the zero blocks and padding after the end marker count too
                 pass
             scan.tar_size = raw.count

@@ -11,119 +11,22 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import platform as host
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
+from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
 from bgeimg.analyze.layers import CHUNK, ChunkStream, LayerScan, Window, _decompressor, scan_layer, sniff
+from bgeimg.oci.docker import EngineUnavailable, api_client
+from bgeimg.oci.platform import platform_matches, platform_str
+from bgeimg.oci.reference import is_host
 
 JSON_MAX = 64 << 20
-INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
 TRANSPORTS = {"docker-archive": "archive", "oci-archive": "archive", "oci": "oci", "docker-daemon": "engine",
               "engine": "engine", "registry": "registry", "docker": "registry"}
-
-
-@dataclass
-class LayerData:
-    """One layer: ids, compressed size where the source knows it, and its scan (None when not read)."""
-
-    diff_id: str | None = None
-    digest: str | None = None
-    compressed_size: int | None = None
-    media_type: str | None = None
-    scan: LayerScan | None = None
-
-
-@dataclass
-class ImageData:
-    """What a source read: enough to build the report without going back to the source."""
-
-    ref: str
-    source: str  # engine | archive | oci | registry
-    platform: str
-    config: dict
-    config_digest: str | None = None
-    manifest_digest: str | None = None
-    layers: list[LayerData] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-# ---- platforms -------------------------------------------------------------------------------------------------
-
-def host_platform() -> str:
-    machine = host.machine().lower()
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
-    return f"linux/{arch}"
-
-
-def _platform_str(p: dict) -> str:
-    s = f"{p.get('os', 'unknown')}/{p.get('architecture', 'unknown')}"
-    return f"{s}/{p['variant']}" if p.get("variant") else s
-
-
-def _platform_matches(have: str, want: str) -> bool:
-    # "linux/arm64" matches "linux/arm64/v8"; a variant asked for must match exactly.
-    return have == want or (want.count("/") == 1 and have.startswith(want + "/"))
-
-
-def check_platform(config: dict, want: str | None, what: str) -> str:
-    have = _platform_str(config)
-    if want and not _platform_matches(have, want):
-        raise AnalyzeInputError(f"{what} is {have}, not {want}", "drop --platform or pick the image for that platform")
-    return have
-
-
-# ---- OCI index resolution (shared by layout directories, OCI archives and registries) ----------------------------
-
-def _is_attestation(desc: dict) -> bool:
-    p = desc.get("platform") or {}
-    ann = desc.get("annotations") or {}
-    return (p.get("os") == "unknown" and p.get("architecture") == "unknown") or \
-        ann.get("vnd.docker.reference.type") == "attestation-manifest"
-
-
-def pick_manifest(index: dict, read_json, want: str | None, what: str) -> tuple[dict, dict]:
-    """Walk an index (and nested indexes) down to one image manifest descriptor for the wanted platform.
-    Returns (descriptor, manifest). `read_json(descriptor)` fetches a blob as parsed JSON."""
-    candidates: list[dict] = []
-
-    def walk(idx: dict, depth: int) -> None:
-        if depth > 8:
-            raise AnalyzeInputError(f"{what}: indexes nested more than 8 deep")
-        for desc in idx.get("manifests") or []:
-            if not isinstance(desc, dict) or "digest" not in desc:
-                raise AnalyzeInputError(f"{what}: malformed index (a manifest entry has no digest)")
-            if _is_attestation(desc):
-                continue
-            if desc.get("mediaType") in INDEX_TYPES:
-                walk(read_json(desc), depth + 1)
-            else:
-                candidates.append(desc)
-
-    walk(index, 0)
-    if not candidates:
-        raise AnalyzeInputError(f"{what}: the index lists no image manifest")
-    with_platform = [d for d in candidates if d.get("platform")]
-    if want:
-        chosen = [d for d in with_platform if _platform_matches(_platform_str(d["platform"]), want)]
-        if not chosen and len(candidates) == 1 and not with_platform:
-            chosen = candidates  # no platform in the index: the config decides (checked by the caller)
-    elif len(candidates) == 1:
-        chosen = candidates
-    else:
-        chosen = [d for d in with_platform if _platform_matches(_platform_str(d["platform"]), host_platform())]
-    if not chosen:
-        avail = ", ".join(sorted({_platform_str(d["platform"]) for d in with_platform})) or "none named"
-        raise AnalyzeInputError(f"{what} has no image for {want or host_platform()} (it has: {avail})",
-                                "pick one with --platform")
-    desc = chosen[0]
-    manifest = read_json(desc)
-    if manifest.get("mediaType") in INDEX_TYPES or "layers" not in manifest or "config" not in manifest:
-        raise AnalyzeInputError(f"{what}: malformed manifest {desc['digest']} (no config or layers)")
-    return desc, manifest
 
 
 def _loads(data: bytes, what: str):
@@ -151,7 +54,8 @@ class _ArchiveContents:
         return name
 
 
-def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None) -> _ArchiveContents:
+def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None,
+                  probe: bool = False) -> _ArchiveContents:
     """One pass over the outer tar. On a file on disk (`seekable`), members are read in place with pread."""
     out = _ArchiveContents()
     fd = fileobj.fileno() if seekable else None
@@ -161,20 +65,21 @@ def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None) 
             ti = tf.next()
             if ti is None:
                 break
-            tf.members.clear()
+            tf.members.clear()  # type: ignore[attr-defined]  # a streamed tar must not keep every member
             name = posixpath.normpath(ti.name).lstrip("/")
             if ti.issym():
                 out.links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), ti.linkname)).lstrip("/")
             elif ti.islnk():
                 out.links[name] = posixpath.normpath(ti.linkname).lstrip("/")
             elif ti.isreg():
-                f = Window(fd, ti.offset_data, ti.size) if seekable else tf.extractfile(ti)
+                f: Any = Window(fd, ti.offset_data, ti.size) if fd is not None else tf.extractfile(ti)  # both peek
                 head = f.peek(512)[:512]
                 out.sizes[name] = ti.size
                 if ti.size <= JSON_MAX and (head[:1] in (b"{", b"[") or name.endswith((".json", "repositories"))):
                     out.jsons[name] = f.read()
                 elif ti.size and sniff(head):
-                    out.layers[name] = scan_layer(f, size=ti.size, seekable=seekable, what=f"layer {name} of {what}")
+                    out.layers[name] = scan_layer(f, size=ti.size, seekable=seekable, what=f"layer {name} of {what}",
+                                                  probe=probe)
         if seekable and total is not None and tf.offset > total:
             raise tarfile.ReadError("unexpected end of data")
     except AnalyzeInputError:
@@ -196,7 +101,7 @@ def _from_contents(c: _ArchiveContents, ref: str, source: str, want: str | None,
         if want and len(entries) > 1:  # a multi-platform save: one entry per image, pick by its config
             for e in entries:
                 cfg = c.jsons.get(c.resolve(e.get("Config", "")))
-                if cfg and _platform_matches(_platform_str(_loads(cfg, what)), want):
+                if cfg and platform_matches(platform_str(_loads(cfg, what)), want):
                     entry = e
                     break
         if len(entries) > 1:
@@ -265,22 +170,22 @@ def _from_oci(index: dict, read_json, layer_scan, ref: str, source: str, want: s
                      layers=layers)
 
 
-def from_archive(path: Path, want: str | None = None) -> ImageData:
+def from_archive(path: Path, want: str | None = None, probe: bool = False) -> ImageData:
     what = f"archive {path}"
     try:
-        raw = open(path, "rb", buffering=CHUNK)
+        raw = open(path, "rb", buffering=CHUNK)  # noqa: SIM115
     except OSError as exc:
         raise AnalyzeInputError(f"cannot read {path}: {exc.strerror}") from None
     with raw:
-        kind = sniff(raw.peek(512)[:512])
+        kind = sniff(raw.peek(512)[:512])  # type: ignore[attr-defined]  # buffered: open() with buffering=CHUNK
         if kind is None:
             raise AnalyzeInputError(f"{path} is not an image archive",
                                     "expected a tar from `docker save`, an OCI layout directory or an image name")
         if kind == "none":
-            contents = _walk_archive(raw, True, what, total=path.stat().st_size)
+            contents = _walk_archive(raw, True, what, total=path.stat().st_size, probe=probe)
         else:  # `docker save | gzip` (or zstd): read it as one stream
             stream = io.BufferedReader(_RawReader(_decompressor(raw, kind)), CHUNK)
-            contents = _walk_archive(stream, False, what)
+            contents = _walk_archive(stream, False, what, probe=probe)
     return _from_contents(contents, str(path), "archive", want, what)
 
 
@@ -297,7 +202,7 @@ class _RawReader(io.RawIOBase):
         return len(data)
 
 
-def from_oci_dir(path: Path, want: str | None = None) -> ImageData:
+def from_oci_dir(path: Path, want: str | None = None, probe: bool = False) -> ImageData:
     what = f"OCI layout {path}"
 
     def blob(desc: dict) -> Path:
@@ -313,22 +218,10 @@ def from_oci_dir(path: Path, want: str | None = None) -> ImageData:
         p = blob(desc)
         with open(p, "rb", buffering=0) as f:
             return scan_layer(Window(f.fileno(), 0, p.stat().st_size), size=p.stat().st_size, seekable=True,
-                              what=f"layer {desc['digest']} of {what}")
+                              what=f"layer {desc['digest']} of {what}", probe=probe)
 
     index = _loads((path / "index.json").read_bytes(), f"index.json of {what}")
     return _from_oci(index, read_json, layer, str(path), "oci", want, what)
-
-
-def engine_client():
-    import docker
-
-    try:
-        api = docker.APIClient(timeout=600, **docker.utils.kwargs_from_env())
-        api.ping()
-    except Exception as exc:
-        raise SourceUnavailable(f"the Docker engine is not reachable ({type(exc).__name__})",
-                                "start it, or set DOCKER_HOST") from None
-    return api
 
 
 def engine_has(api, ref: str) -> bool:
@@ -345,17 +238,17 @@ def engine_has(api, ref: str) -> bool:
         raise SourceUnavailable(f"the Docker engine failed to inspect {ref}: {exc.explanation}") from None
 
 
-def from_engine(ref: str, want: str | None = None, api=None) -> ImageData:
+def from_engine(ref: str, want: str | None = None, api=None, probe: bool = False) -> ImageData:
     """Stream `docker save` of one image from the engine and scan it as it arrives (never all in memory)."""
     import docker
 
-    api = api or engine_client()
+    api = api or api_client(timeout=600)
     if not engine_has(api, ref):
         raise AnalyzeInputError(f"unknown image {ref}: not in the local engine",
                                 "check `docker images`, or read it from a registry with registry:REF")
     try:
         stream = io.BufferedReader(ChunkStream(api.get_image(ref, chunk_size=CHUNK)), CHUNK)
-        contents = _walk_archive(stream, False, f"image {ref} from the engine")
+        contents = _walk_archive(stream, False, f"image {ref} from the engine", probe=probe)
     except docker.errors.APIError as exc:
         raise SourceUnavailable(f"the Docker engine failed to export {ref}: {exc.explanation}") from None
     data = _from_contents(contents, ref, "engine", want, f"image {ref}")
@@ -365,11 +258,10 @@ def from_engine(ref: str, want: str | None = None, api=None) -> ImageData:
 # ---- choosing the source -----------------------------------------------------------------------------------------
 
 def _looks_remote(ref: str) -> bool:
-    first = ref.split("/", 1)[0]
-    return "/" in ref and ("." in first or ":" in first or first == "localhost")
+    return "/" in ref and is_host(ref.split("/", 1)[0])
 
 
-def open_image(ref: str, platform: str | None = None, source: str | None = None) -> ImageData:
+def open_image(ref: str, platform: str | None = None, source: str | None = None, probe: bool = False) -> ImageData:
     """Read IMAGE from wherever it is. `source` forces one (engine|archive|oci|registry); a `transport:` prefix
     (docker-archive:, oci:, docker-daemon:, registry:, docker://) does the same."""
     head, sep, rest = ref.partition(":")
@@ -391,28 +283,28 @@ def open_image(ref: str, platform: str | None = None, source: str | None = None)
         if not (path / "index.json").is_file():
             raise AnalyzeInputError(f"{ref} is not an OCI image layout (no index.json)",
                                     "pass a `docker save` archive file or an OCI layout directory")
-        return from_oci_dir(path, platform)
+        return from_oci_dir(path, platform, probe)
     if source == "archive":
         if not path.is_file():
             raise AnalyzeInputError(f"no such file: {ref}")
-        return from_archive(path, platform)
+        return from_archive(path, platform, probe)
     if source == "registry":
         from bgeimg.analyze.remote import from_registry
 
         return from_registry(ref, platform)
     if source == "engine":
-        return from_engine(ref, platform)
+        return from_engine(ref, platform, probe=probe)
     # auto, not a path: the local engine first, then a registry when the name carries a registry host
     try:
-        api = engine_client()
-    except SourceUnavailable:
+        api = api_client(timeout=600)
+    except EngineUnavailable:
         if _looks_remote(ref):
             from bgeimg.analyze.remote import from_registry
 
             return from_registry(ref, platform)
         raise
     if engine_has(api, ref):
-        return from_engine(ref, platform, api=api)
+        return from_engine(ref, platform, api=api, probe=probe)
     if _looks_remote(ref):
         from bgeimg.analyze.remote import from_registry
 
