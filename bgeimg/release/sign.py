@@ -7,7 +7,7 @@ k8s://), from `--key` or `$COSIGN_KEY`; the key password only from `$COSIGN_PASS
 never see or print it). Keyless signing (Fulcio certificate from the CI's OIDC identity, Rekor log) needs the public
 Sigstore services; it is passed through but cannot be tested on a machine without them.
 
-Registries spoken to over plain HTTP (a loopback registry or an `http://` one, as bgeimg.registry decides) get
+Registries spoken to over plain HTTP (a loopback registry or an `http://` one, as bgeimg.oci.registry decides) get
 cosign's `--allow-http-registry --allow-insecure-registry`.
 """
 
@@ -20,8 +20,10 @@ import subprocess
 from dataclasses import dataclass, field
 
 from bgeimg.errors import BgeimgError, OutsideError
-from bgeimg.reference import Reference
-from bgeimg.registry import RegistryClient, index_platforms, platform_of
+from bgeimg.oci.mediatypes import is_attestation
+from bgeimg.oci.platform import platform_str
+from bgeimg.oci.reference import Reference
+from bgeimg.oci.registry import RegistryClient
 
 COSIGN_ENV = "BGEIMG_COSIGN"
 KEY_ENV = "COSIGN_KEY"
@@ -109,11 +111,9 @@ def _digests(client: RegistryClient, ref: Reference) -> Checked:
     top = client.get_manifest(ref.repository, ref.ref)
     checked = Checked(reference=f"{client.host}/{ref.repository}@{top.digest}", digest=top.digest)
     if top.is_index:
-        plats = set(index_platforms(top.json))
         for desc in top.json.get("manifests", []):
-            name = platform_of(desc.get("platform"))
-            if name in plats:
-                checked.platforms[name] = desc["digest"]
+            if not is_attestation(desc):
+                checked.platforms[platform_str(desc.get("platform"))] = desc["digest"]
     return checked
 
 

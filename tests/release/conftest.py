@@ -242,30 +242,6 @@ def tiny_image(docker_api):
 
 # ---- sign, canary
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TOOLS = Path(os.environ.get("BGEIMG_TESTBED_CACHE", "/var/cache/bgeimg-testbed")) / "tools" / "root"
-
-
-def _tool(env: str, path: Path, name: str) -> str:
-    found = os.environ.get(env) or str(path)
-    if not os.access(found, os.X_OK):
-        message = f"{name} is not available at {found}: run `scripts/testbed.sh up` (it unpacks {name} into its cache)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
-@pytest.fixture(scope="session")
-def cosign() -> str:
-    return _tool("BGEIMG_COSIGN", TOOLS / "usr/bin/cosign", "cosign")
-
-
-@pytest.fixture(scope="session")
-def nginx_bin() -> str:
-    return _tool("BGEIMG_NGINX", TOOLS / "usr/sbin/nginx", "nginx")
-
-
 @pytest.fixture
 def cosign_env(cosign, tmp_path, monkeypatch):
     """cosign on BGEIMG_COSIGN, its home (TUF cache) inside the test's tmp dir, no key from the caller's env."""

@@ -12,7 +12,8 @@ def put_image(registry: str, repo: str, salt: str, tag: str = "v1",
               platforms: tuple[str, ...] = ("amd64", "arm64")) -> str:
     """A real multi-platform image (one small layer per platform) put into `registry` under `tag`; its index
     digest. Made with bgeimg's registry client, so nothing is built: the signing tests need digests, not apps."""
-    from bgeimg.registry import DOCKER_LIST, DOCKER_MANIFEST, RegistryClient, sha256_digest
+    from bgeimg.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST
+    from bgeimg.oci.registry import RegistryClient, sha256_digest
 
     client = RegistryClient(f"http://{registry}")
     descs = []
@@ -30,9 +31,9 @@ def put_image(registry: str, repo: str, salt: str, tag: str = "v1",
             client.upload_blob(repo, sha256_digest(blob), blob)
         manifest = json.dumps({
             "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+            "config": {"mediaType": DOCKER_CONFIG,
                        "digest": sha256_digest(config), "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "layers": [{"mediaType": DOCKER_LAYER,
                         "digest": sha256_digest(layer), "size": len(layer)}]}).encode()
         client.put_manifest(repo, sha256_digest(manifest), manifest, DOCKER_MANIFEST)
         descs.append({"mediaType": DOCKER_MANIFEST, "digest": sha256_digest(manifest), "size": len(manifest),

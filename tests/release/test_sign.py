@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from bgeimg.reference import parse_reference
-from bgeimg.registry import DOCKER_LIST, RegistryClient
-from bgeimg.release import sign
 from release_images import put_image
+
+from bgeimg.oci.mediatypes import DOCKER_LIST
+from bgeimg.oci.reference import parse_reference
+from bgeimg.oci.registry import RegistryClient
+from bgeimg.release import sign
 
 PASSWORD = "s3cret-pw"
 

@@ -3,7 +3,7 @@
 nginx: `split_clients` hashes a request key (a header, falling back to the client address, or the client address
 alone) into the stable or the candidate upstream, each `least_conn`; the same key always lands on the same side,
 so one user does not flip between models. Kubernetes: a stable and a canary Deployment (the pod spec of
-bgeimg.deploy) behind one Service; without a Gateway the replica ratio is the traffic ratio, so no HPA is rendered
+bgeimg.operate.deploy) behind one Service; without a Gateway the replica ratio is the traffic ratio, so no HPA is rendered
 (it would change the ratio); with `--gateway` a Gateway API HTTPRoute splits by weight over one Service per track,
 and each track gets its own HPA. Tags follow seed 003: promote the candidate digest to `candidate`, then `stable`.
 """
@@ -14,7 +14,18 @@ import copy
 import re
 from dataclasses import dataclass
 
-from bgeimg.deploy import _DIGEST_REF, _NAME, DeployError, DeployOptions, _name, check, kubernetes
+from bgeimg.oci.reference import check_reference
+from bgeimg.operate.deploy import (
+    NAME_RE,
+    DeployError,
+    DeployOptions,
+    app_name,
+    check,
+    dump_yaml,
+    kubernetes,
+    proxy_server,
+    upstream,
+)
 from bgeimg.profile import Profile
 
 TRACK_LABEL = "bgeimg.io/track"
@@ -36,7 +47,7 @@ class CanaryOptions:
 
 def check_canary(options: DeployOptions, canary: CanaryOptions) -> None:
     check(options)
-    if not _DIGEST_REF.fullmatch(canary.candidate):
+    if not check_reference(canary.candidate).digest:
         raise DeployError(f"canary {canary.candidate!r} is not pinned by digest",
                           "pass --canary REGISTRY/REPO@sha256:... (bgeimg push prints it)")
     if canary.candidate == options.image:
@@ -49,7 +60,7 @@ def check_canary(options: DeployOptions, canary: CanaryOptions) -> None:
                                              and _HEADER.fullmatch(canary.split_key[7:])):
         raise DeployError(f"--split-key {canary.split_key!r}: expected client or header:NAME",
                           "e.g. --split-key header:X-User-Id")
-    if canary.gateway and not _NAME.fullmatch(canary.gateway):
+    if canary.gateway and not NAME_RE.fullmatch(canary.gateway):
         raise DeployError(f"gateway {canary.gateway!r} is not a valid Kubernetes name", "lowercase letters, digits, '-'")
 
 
@@ -71,50 +82,19 @@ def _split_variable(split_key: str) -> tuple[str, str]:
             "$bge_split_key")
 
 
-def proxy_location(target: str) -> str:
-    """The `location /` block that proxies to `target` (an upstream name or a variable naming one)."""
-    return f"""    location / {{
-        proxy_pass http://{target};
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_connect_timeout 60s;
-        proxy_send_timeout 60s;
-        proxy_read_timeout 60s;
-        proxy_next_upstream error timeout http_503;
-    }}"""
-
-
 def nginx(profile: Profile, options: DeployOptions, canary: CanaryOptions) -> str:
-    name = _name(profile, options).replace("-", "_")
+    name = app_name(profile, options).replace("-", "_")
     port = profile.server.port
     stable = options.backends or tuple(f"127.0.0.1:{port + i}" for i in range(options.replicas))
     candidate = canary.backends or (f"127.0.0.1:{port + len(stable)}",)
     keymap, key = _split_variable(canary.split_key)
-
-    def upstream(track: str, backends: tuple[str, ...]) -> str:
-        servers = "\n".join(f"    server {b} max_fails=3 fail_timeout=30s;" for b in backends)
-        return f"upstream {name}_{track} {{\n    least_conn;\n{servers}\n    keepalive 32;\n}}\n"
-
-    return f"""# Rendered by bgeimg: canary {canary.weight:g}% to {canary.candidate}
-# stable {options.image}
-# split_clients hashes the key, so one client (or header value) always reaches the same side.
-{keymap}split_clients "{key}" ${name}_pool {{
-    {canary.weight:g}%    {name}_candidate;
-    *       {name}_stable;
-}}
-
-{upstream("stable", stable)}
-{upstream("candidate", candidate)}
-server {{
-    listen 80;
-    client_max_body_size 16m;
-
-{proxy_location(f"${name}_pool")}
-}}
-"""
+    return (f"# Rendered by bgeimg: canary {canary.weight:g}% to {canary.candidate}\n"
+            f"# stable {options.image}\n"
+            "# split_clients hashes the key, so one client (or header value) always reaches the same side.\n"
+            f"{keymap}split_clients \"{key}\" ${name}_pool {{\n"
+            f"    {canary.weight:g}%    {name}_candidate;\n    *       {name}_stable;\n}}\n\n"
+            f"{upstream(f'{name}_stable', stable)}\n{upstream(f'{name}_candidate', candidate)}\n"
+            f"{proxy_server(f'${name}_pool')}")
 
 
 # ---- Kubernetes ------------------------------------------------------------------------------------------------
@@ -139,7 +119,7 @@ def _track(doc: dict, name: str, track: str, image: str | None = None) -> dict:
 def kubernetes_canary(profile: Profile, options: DeployOptions, canary: CanaryOptions) -> list[dict]:
     """Stable and canary Deployments, one Service over both; with a gateway, a Service and an HPA per track and
     an HTTPRoute with the weights."""
-    name = _name(profile, options)
+    name = app_name(profile, options)
     stable_n, canary_n = replica_split(options.replicas, canary.weight)
     share = 100 * canary_n / (stable_n + canary_n)
     if not canary.gateway and abs(share - canary.weight) > RATIO_SLACK:
@@ -170,3 +150,14 @@ def kubernetes_canary(profile: Profile, options: DeployOptions, canary: CanaryOp
                                  "weight": 10000 - stable_w}]}]},
         })
     return docs
+
+
+def render(target: str, profile: Profile, options: DeployOptions, canary: CanaryOptions) -> dict[str, str]:
+    """file name -> text, as bgeimg.operate.deploy.render, with the candidate next to the stable image."""
+    if target not in ("k8s", "nginx"):
+        raise DeployError(f"--canary works with --target k8s or nginx, not {target}",
+                          "compose has no traffic split; render nginx in front of two compose projects")
+    check_canary(options, canary)
+    if target == "k8s":
+        return {"k8s.yaml": dump_yaml(kubernetes_canary(profile, options, canary))}
+    return {"nginx.conf": nginx(profile, options, canary)}

@@ -18,8 +18,8 @@ import kubernetes_validate
 import pytest
 
 from bgeimg import profile as profiles
-from bgeimg.deploy import DeployError, DeployOptions
-from bgeimg.release import canary
+from bgeimg.operate import canary
+from bgeimg.operate.deploy import DeployError, DeployOptions
 
 STABLE = "registry.example.com/ml/bge-m3@sha256:" + "ab" * 32
 CANDIDATE = "registry.example.com/ml/bge-m3@sha256:" + "cd" * 32
