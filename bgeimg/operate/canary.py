@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from bgeimg.oci.reference import check_reference
 from bgeimg.operate.deploy import (
+    BACKEND_RE,
     NAME_RE,
     DeployError,
     DeployOptions,
@@ -60,6 +61,9 @@ def check_canary(options: DeployOptions, canary: CanaryOptions) -> None:
                                              and _HEADER.fullmatch(canary.split_key[7:])):
         raise DeployError(f"--split-key {canary.split_key!r}: expected client or header:NAME",
                           "e.g. --split-key header:X-User-Id")
+    for b in canary.backends:
+        if not BACKEND_RE.fullmatch(b):
+            raise DeployError(f"canary backend {b!r} is not host:port", "e.g. --canary-backend 10.0.0.7:8000")
     if canary.gateway and not NAME_RE.fullmatch(canary.gateway):
         raise DeployError(f"gateway {canary.gateway!r} is not a valid Kubernetes name", "lowercase letters, digits, '-'")
 

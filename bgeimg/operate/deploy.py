@@ -19,7 +19,7 @@ from bgeimg.profile import Profile
 
 TARGETS = ("k8s", "compose", "nginx")
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_BACKEND = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
+BACKEND_RE = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 
 
 class DeployError(BgeimgError):
@@ -51,7 +51,7 @@ def check(options: DeployOptions) -> None:
     if options.replicas < 1 or not 1 <= options.min_replicas <= options.max_replicas:
         raise DeployError("replicas must be >= 1 and min <= max", "e.g. --replicas 2")
     for b in options.backends:
-        if not _BACKEND.fullmatch(b):
+        if not BACKEND_RE.fullmatch(b):
             raise DeployError(f"backend {b!r} is not host:port", "e.g. --backend 10.0.0.5:8000")
 
 

@@ -27,6 +27,7 @@ from bgeimg.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCK
 from bgeimg.oci.platform import ARCH_SUFFIX, platform_str
 from bgeimg.oci.reference import check_repository, split_registry, split_tag
 from bgeimg.oci.registry import RegistryClient, RegistryError, Stats
+from bgeimg.release.sign import KeySpec
 
 
 class PushError(BgeimgError):
@@ -87,6 +88,8 @@ class Pushed:
     platforms: list[str] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
     error: str | None = None
+    signed: bool = False  # push --sign: the index and every platform manifest
+    sbom: str | None = None  # push --sbom: the digest of the SBOM attached to the image
 
     @property
     def ok(self) -> bool:
@@ -95,7 +98,8 @@ class Pushed:
     def to_json(self) -> dict:
         return {"registry": self.registry, "repository": self.repository, "digest": self.digest, "tags": self.tags,
                 "platforms": self.platforms, "error": self.error, "bytes_uploaded": self.stats.blob_bytes_uploaded,
-                "blobs_uploaded": self.stats.blobs_uploaded, "blobs_skipped": self.stats.blobs_skipped}
+                "blobs_uploaded": self.stats.blobs_uploaded, "blobs_skipped": self.stats.blobs_skipped,
+                "signed": self.signed, "sbom": self.sbom}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -339,6 +343,8 @@ class ReleaseRequest:
     long_commit: bool = False
     allow_dirty: bool = False
     platforms: list[str] | None = None
+    sign: KeySpec | None = None  # sign what was pushed with this key
+    sbom: bool = False  # attach a CycloneDX SBOM of the image to the pushed digest
 
 
 def release(request: ReleaseRequest, *, config_registry: str | None, config_tags: dict, project_dir: Path,
@@ -360,7 +366,29 @@ def release(request: ReleaseRequest, *, config_registry: str | None, config_tags
     docker_api = api_client()
     local = platform_images(docker_api, request.images[0], request.platforms) if len(request.images) == 1 \
         else list(request.images)
-    return push(docker_api, local, targets, tagset.tags, progress=progress)
+    results = push(docker_api, local, targets, tagset.tags, progress=progress)
+    if request.sign is not None or request.sbom:
+        _after_push(results, request, local, progress or (lambda _msg: None))
+    return results
+
+
+def _after_push(results: list[Pushed], request: ReleaseRequest, local: list[str], say: Callable[[str], None]) -> None:
+    """Sign and/or attach the SBOM to each registry's pushed digest; a failure is that registry's error (exit 3)."""
+    from bgeimg.oci.reference import Reference
+    from bgeimg.release import sign
+
+    for result in results:
+        if not result.ok or not result.digest:
+            continue
+        client = RegistryClient(result.registry)
+        ref = Reference(result.registry, result.repository, None, result.digest)
+        try:
+            if request.sign is not None:
+                sign.sign(client, ref, request.sign)
+                result.signed = True
+                say(f"{result.registry}/{result.repository}@{result.digest}: signed (index and every platform)")
+        except BgeimgError as exc:
+            result.error = f"pushed {result.digest}, but: {exc}"
 
 
 def check_results(results: list[Pushed]) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from bgeimg.errors import BgeimgError, OutsideError
 from bgeimg.oci.mediatypes import is_attestation
 from bgeimg.oci.platform import platform_str
-from bgeimg.oci.reference import Reference
+from bgeimg.oci.reference import Reference, parse_reference
 from bgeimg.oci.registry import RegistryClient
 
 COSIGN_ENV = "BGEIMG_COSIGN"
@@ -101,8 +101,8 @@ def key_spec(key: str | None, *, keyless: bool = False, identity: str | None = N
         if not os.path.isfile(key):
             raise SignInputError(f"key file {key} does not exist", "generate one with `cosign generate-key-pair`")
         if private and PASSWORD_ENV not in os.environ:
-            raise SignInputError(f"{PASSWORD_ENV} is not set", f"export {PASSWORD_ENV} with the key's password "
-                                 "(cosign would otherwise prompt for it)")
+            raise SignInputError(f"{PASSWORD_ENV} is not set", f"export {PASSWORD_ENV} with the key's password; "
+                                 "cosign would otherwise prompt for it")
     return KeySpec(key=key, tlog=bool(tlog))
 
 
@@ -189,3 +189,15 @@ def verify(client: RegistryClient, ref: Reference, spec: KeySpec, cosign: str | 
         raise CosignError(f"cosign could not verify {what}: {_reason(proc)}")
     return checked
 
+
+
+def sign_ref(text: str, spec: KeySpec) -> Checked:
+    """`bgeimg sign REGISTRY/REPO@sha256:...`: parse, then sign on that registry."""
+    ref = parse_reference(text)
+    return sign(RegistryClient(ref.registry), ref, spec)
+
+
+def verify_ref(text: str, spec: KeySpec) -> Checked:
+    """`bgeimg verify REF` (and --require-signature): parse, then verify on that registry."""
+    ref = parse_reference(text)
+    return verify(RegistryClient(ref.registry), ref, spec)

@@ -207,3 +207,35 @@ def test_k8s_canary_with_a_gateway_route_by_weight() -> None:
 def test_bad_canary_input(options, message) -> None:
     with pytest.raises(DeployError, match=re.escape(message)):
         canary.check_canary(DeployOptions(image=STABLE), options)
+
+
+def test_cli_canary(monkeypatch, capsys) -> None:
+    import sys
+
+    import yaml
+
+    from bgeimg.cli.app import main
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["bgeimg", "deploy", "render", "--image", STABLE, "--canary", CANDIDATE,
+                                          *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code or 0
+        got = capsys.readouterr()
+        return code, got.out, got.err.strip()
+
+    code, out, _ = run("--target", "k8s", "--weight", "5", "--gateway", "public", "--replicas", "4")
+    docs = list(yaml.safe_load_all(out))
+    assert code == 0 and docs[-1]["kind"] == "HTTPRoute"
+    assert [r["weight"] for r in docs[-1]["spec"]["rules"][0]["backendRefs"]] == [9500, 500]
+    code, out, _ = run("--target", "nginx", "--weight", "20", "--split-key", "header:X-Session",
+                       "--canary-backend", "10.0.0.9:8000")
+    assert code == 0 and "map $http_x_session $bge_split_key" in out and "server 10.0.0.9:8000" in out
+    assert run("--target", "compose") == (2, "", "error: --canary works with --target k8s or nginx, not compose "
+                                          "(compose has no traffic split; render nginx in front of two compose "
+                                          "projects)")
+    code, _, err = run("--target", "nginx", "--canary-backend", "nope")
+    assert code == 2 and err == "error: canary backend 'nope' is not host:port (e.g. --canary-backend 10.0.0.7:8000)"

@@ -107,3 +107,89 @@ def test_a_wrong_password_is_one_line_without_the_password(registry, repo, keys,
     text = str(info.value)
     assert "decrypt" in text and "not-the-password-123" not in text and "\n" not in text
     assert json.dumps(text)  # plain
+
+
+# ---- through the CLI: exit codes and one line
+
+def cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    import sys
+
+    from bgeimg.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["bgeimg", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip()
+
+
+def test_cli_sign_verify_promote_and_deploy(registry, repo, keys, cosign_env, monkeypatch, capsys) -> None:
+    digest = put_image(registry, repo, "cli")
+    ours_key, ours_pub = (str(p) for p in keys["ours"])
+    other_pub = str(keys["other"][1])
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    code, out, err = cli(capsys, monkeypatch, "sign", f"{registry}/{repo}@{digest}", "--key", ours_key)
+    assert code == 0 and f"signed {registry}/{repo}@{digest} and 2 platform manifests" in out
+    assert PASSWORD not in out + err
+    code, out, _ = cli(capsys, monkeypatch, "verify", f"{registry}/{repo}:v1", "--key", ours_pub)
+    assert code == 0 and out.startswith(f"verified {registry}/{repo}@{digest}")
+    code, _, err = cli(capsys, monkeypatch, "verify", f"{registry}/{repo}:v1", "--key", other_pub)
+    assert code == 1 and err.startswith("error: ") and "is not signed by this key" in err and "\n" not in err
+
+    # promote --require-signature: the signed digest goes to candidate; an unsigned one is refused, tag untouched
+    code, out, _ = cli(capsys, monkeypatch, "promote", f"{registry}/{repo}:v1", "--tag", "candidate",
+                       "--require-signature", "--key", ours_pub)
+    assert code == 0 and out.strip().endswith(digest)
+    unsigned = put_image(registry, repo, "unsigned", tag="next")
+    code, _, err = cli(capsys, monkeypatch, "promote", f"{registry}/{repo}@{unsigned}", "--tag", "stable",
+                       "--require-signature", "--key", ours_pub)
+    assert code == 1 and "is not signed" in err and "\n" not in err
+    assert "stable" not in RegistryClient(registry).list_tags(repo)
+
+    # deploy render --require-signature, with a canary that is unsigned
+    args = ["deploy", "render", "--target", "nginx", "--image", f"{registry}/{repo}@{digest}",
+            "--require-signature", "--key", ours_pub]
+    code, out, _ = cli(capsys, monkeypatch, *args)
+    assert code == 0 and "least_conn;" in out
+    code, out, err = cli(capsys, monkeypatch, *args, "--canary", f"{registry}/{repo}@{unsigned}")
+    assert code == 1 and unsigned in err and "is not signed" in err and out == ""
+    code, _, err = cli(capsys, monkeypatch, *args[:-2], "--key", other_pub)
+    assert code == 1 and "not signed by this key" in err
+
+
+def test_cli_refusals(registry, repo, keys, cosign_env, monkeypatch, capsys, tmp_path) -> None:
+    code, _, err = cli(capsys, monkeypatch, "sign", f"{registry}/{repo}@sha256:{'a' * 64}", "--key",
+                       str(keys["ours"][0]))
+    assert code == 2 and err == ("error: COSIGN_PASSWORD is not set (export COSIGN_PASSWORD with the key's password; "
+                                 "cosign would otherwise prompt for it)")
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    code, _, err = cli(capsys, monkeypatch, "sign", f"{registry}/{repo}:v1", "--key", str(keys["ours"][0]))
+    assert code == 2 and err == (f"error: {registry}/{repo}:v1 names a tag, and a tag can move: sign by digest "
+                                 "(pass REGISTRY/REPO@sha256:... (bgeimg push prints it))")
+    code, _, err = cli(capsys, monkeypatch, "verify", f"{registry}/{repo}:v1")
+    assert code == 2 and "no signing key" in err
+    monkeypatch.setenv("BGEIMG_COSIGN", str(tmp_path / "none"))
+    code, _, err = cli(capsys, monkeypatch, "sign", f"{registry}/{repo}@sha256:{'a' * 64}", "--key",
+                       str(keys["ours"][0]))
+    assert code == 3 and "apt-get install cosign" in err and "\n" not in err
+
+
+@pytest.mark.engine
+def test_push_sign_signs_what_it_pushed(docker_api, registry, tiny_image, keys, cosign_env, monkeypatch) -> None:
+    import os
+
+    from pushhelp import bgeimg
+
+    image = tiny_image(platforms=("linux/amd64",))  # one platform: an arm64 build under qemu costs a minute
+    env = {**os.environ, "COSIGN_PASSWORD": PASSWORD}
+    result = bgeimg("push", image, "--registry", registry, "--scheme", "semver", "--version", "0.1.0", "--tag", "signed",
+                    "--sign", "--key",
+                    str(keys["ours"][0]), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)[0]
+    assert doc["signed"] is True and PASSWORD not in result.stdout + result.stderr
+    checked = verify(RegistryClient(registry), f"{registry}/{doc['repository']}:signed", keys["ours"][1])
+    assert checked.digest == doc["digest"] and list(checked.platforms) == ["linux/amd64"]
