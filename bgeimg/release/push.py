@@ -89,7 +89,7 @@ class Pushed:
     stats: Stats = field(default_factory=Stats)
     error: str | None = None
     signed: bool = False  # push --sign: the index and every platform manifest
-    sbom: str | None = None  # push --sbom: the digest of the SBOM attached to the image
+    sboms: dict[str, str] = field(default_factory=dict)  # push --sbom: platform -> the attached SBOM's digest
 
     @property
     def ok(self) -> bool:
@@ -99,7 +99,7 @@ class Pushed:
         return {"registry": self.registry, "repository": self.repository, "digest": self.digest, "tags": self.tags,
                 "platforms": self.platforms, "error": self.error, "bytes_uploaded": self.stats.blob_bytes_uploaded,
                 "blobs_uploaded": self.stats.blobs_uploaded, "blobs_skipped": self.stats.blobs_skipped,
-                "signed": self.signed, "sbom": self.sbom}
+                "signed": self.signed, "sboms": self.sboms}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -368,21 +368,33 @@ def release(request: ReleaseRequest, *, config_registry: str | None, config_tags
         else list(request.images)
     results = push(docker_api, local, targets, tagset.tags, progress=progress)
     if request.sign is not None or request.sbom:
-        _after_push(results, request, local, progress or (lambda _msg: None))
+        _after_push(results, request, local, project_dir / "bgeimg.lock", progress or (lambda _msg: None))
     return results
 
 
-def _after_push(results: list[Pushed], request: ReleaseRequest, local: list[str], say: Callable[[str], None]) -> None:
-    """Sign and/or attach the SBOM to each registry's pushed digest; a failure is that registry's error (exit 3)."""
+def _after_push(results: list[Pushed], request: ReleaseRequest, local: list[str], lock: Path,
+                say: Callable[[str], None]) -> None:
+    """Attach the SBOMs and/or sign each registry's pushed digest; a failure is that registry's error (exit 3).
+    The SBOMs go first, so a signature made afterwards is the last word on what was released."""
+    from bgeimg.analyze.report import analyze
     from bgeimg.oci.reference import Reference
-    from bgeimg.release import sign
+    from bgeimg.release import sbom, sign
 
+    boms = {}
+    if request.sbom:
+        for ref in local:
+            report = analyze(ref, source="engine")
+            boms[report.platform] = sbom.to_json(sbom.build(report, lock))
     for result in results:
         if not result.ok or not result.digest:
             continue
         client = RegistryClient(result.registry)
         ref = Reference(result.registry, result.repository, None, result.digest)
         try:
+            if boms:
+                result.sboms = sbom.attach_all(client, result.repository, result.digest, boms)
+                say(f"{result.registry}/{result.repository}@{result.digest}: SBOM attached for "
+                    f"{', '.join(result.sboms)}")
             if request.sign is not None:
                 sign.sign(client, ref, request.sign)
                 result.signed = True

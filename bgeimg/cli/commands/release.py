@@ -145,3 +145,28 @@ def verify_image(
         return
     line(f"verified {checked.reference}" + (f" and {len(checked.platforms)} platform manifests"
                                             if checked.platforms else ""))
+
+
+def sbom(
+    image: str = typer.Argument(..., help="A local image, `docker save` archive or OCI layout; registry:REF reads "
+                                "the SBOM `push --sbom` attached."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here (e.g. sbom.cdx.json) instead "
+                                          "of stdout."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="The platform's image of a multi-platform one."),
+    lock: Optional[Path] = typer.Option(None, "--lock", help="bgeimg.lock with the model's file digests "
+                                        "(default: ./bgeimg.lock when present)."),
+) -> None:
+    """A CycloneDX SBOM: every Python distribution and Debian package in the image, and the model."""
+    import sys
+
+    from bgeimg.release import sbom as sboms
+
+    if image.startswith("registry:"):
+        text = sboms.fetch(image.removeprefix("registry:").removeprefix("//"), platform)
+    else:
+        text = sboms.of_image(image, platform, lock or Path("bgeimg.lock"))
+    if output is None:
+        sys.stdout.write(text + "\n")
+        return
+    output.write_text(text + "\n")
+    say(f"wrote {output}")
