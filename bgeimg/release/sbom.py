@@ -200,12 +200,19 @@ def attach_all(client: RegistryClient, repo: str, index_digest: str, boms: dict[
 
 def fetch(text: str, platform: str | None = None) -> str:
     """`bgeimg sbom registry:REF`: the newest SBOM attached to REF's manifest for `platform` (an index is narrowed
-    to one platform as `analyze` does: the only one, else linux/amd64)."""
+    to one platform as `analyze` does: the only one, else the host's)."""
     from bgeimg.oci import referrers
 
     ref = parse_reference(text)
     client = RegistryClient(ref.registry)
-    digest = client.resolve_image(ref.repository, ref.ref, platform).manifest.digest
+    top = client.get_manifest(ref.repository, ref.ref)
+    digest = top.digest
+    if top.is_index:
+        from bgeimg.analyze.image import pick_manifest
+
+        desc, _ = pick_manifest(top.json, lambda d: client.get_manifest(ref.repository, d["digest"]).json, platform,
+                                f"{ref.registry}/{ref.repository}:{ref.ref}")
+        digest = desc["digest"]
     found = referrers.referrers(client, ref.repository, digest, MEDIA_TYPE)
     if not found:
         raise SbomError(f"no SBOM is attached to {ref.registry}/{ref.repository}@{digest}",
