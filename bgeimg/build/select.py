@@ -1,25 +1,25 @@
 """The choice of build backend (`--engine`). Each backend is one file under build/backends/ and declares its
 capabilities and its missing-tool hint; this module only knows their order.
 
-    engine    the Docker Engine API through docker-py (classic builder)      backends/dockerapi.py
+    engine    the Docker Backend API through docker-py (classic builder)      backends/dockerapi.py
     buildkit  `DOCKER_BUILDKIT=1 docker build` (BuildKit, no buildx plugin)  backends/buildkit.py
     buildx    `docker buildx build` (several platforms, --push, cache export) backends/buildx.py
 
-`auto` takes the first available in AUTO_ORDER: buildx, then BuildKit `docker build`, then the Engine API.
+`auto` takes the first available in AUTO_ORDER: buildx, then BuildKit `docker build`, then the Backend API.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bgeimg.build.backends.base import Engine
+from bgeimg.build.backends.base import Backend
 from bgeimg.build.backends.buildkit import BuildKitEngine
 from bgeimg.build.backends.buildx import BuildxEngine
 from bgeimg.build.backends.dockerapi import DockerApiEngine
 from bgeimg.errors import BgeimgError
 from bgeimg.oci.docker import EngineUnavailable, api_client
 
-BACKENDS: dict[str, type[Engine]] = {"engine": DockerApiEngine, "buildkit": BuildKitEngine, "buildx": BuildxEngine}
+BACKENDS: dict[str, type[Backend]] = {"engine": DockerApiEngine, "buildkit": BuildKitEngine, "buildx": BuildxEngine}
 AUTO_ORDER = ("buildx", "buildkit", "engine")
 CHOICES = ("auto", *BACKENDS)
 
@@ -28,7 +28,7 @@ CHOICES = ("auto", *BACKENDS)
 class Chosen:
     """The backend picked, and why (printed so a user knows which path built the image)."""
 
-    engine: Engine
+    engine: Backend
     reason: str
 
 

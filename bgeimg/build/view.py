@@ -6,6 +6,7 @@ import time
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Column, Table
 from rich.text import Text
@@ -20,9 +21,11 @@ class LiveView:
     """A rich Live panel: platform, current step, elapsed time, the step's last lines. Use as a context manager
     and pass `update` as the build's `on_event`. On a non-terminal console it prints one line per step."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, verbosity: int = 0):
         self.console = console
-        self.live = Live(console=console, refresh_per_second=4, transient=True) if console.is_terminal else None
+        self.verbosity = verbosity  # -1 quiet: nothing; 1 verbose: every line the builder prints, too
+        live = console.is_terminal and verbosity >= 0
+        self.live = Live(console=console, refresh_per_second=4, transient=True) if live else None
         self.started = time.monotonic()
 
     def __enter__(self) -> LiveView:
@@ -35,9 +38,13 @@ class LiveView:
             self.live.__exit__(*exc)
 
     def update(self, platform: str, event: BuildEvent, log: StepLog) -> None:
+        if self.verbosity < 0:
+            return
+        if self.verbosity > 0 and event.kind == "output":
+            self.console.print(f"[dim]{platform}  {escape(event.text)}[/]", highlight=False, soft_wrap=True)
         if self.live is None:
-            if event.kind == "step":
-                self.console.print(f"[dim]{platform}[/] {event.text}", highlight=False, soft_wrap=True)
+            if event.kind == "step":  # the instruction is user text: never read as markup
+                self.console.print(f"[dim]{platform}[/] {escape(event.text)}", highlight=False, soft_wrap=True)
             elif event.kind == "cached":
                 self.console.print(f"[dim]{platform}   cached[/]", highlight=False)
             return

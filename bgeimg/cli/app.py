@@ -9,14 +9,14 @@ import typer
 
 from bgeimg import __version__
 from bgeimg.cli.commands import analyze, build, operate, profiles, release
-from bgeimg.cli.output import error, line
+from bgeimg.cli.output import error, line, set_verbosity
 from bgeimg.errors import BgeimgError
 
 app = typer.Typer(
     name="bgeimg",
     help="Build small, correct, versioned container images that serve BGE models, and prove they are small.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 profiles_app = typer.Typer(help="List and show build profiles.", no_args_is_help=True)
@@ -28,6 +28,7 @@ app.add_typer(bundle_app, name="bundle")
 
 profiles_app.command("list")(profiles.profiles_list)
 profiles_app.command("show")(profiles.profiles_show)
+profiles_app.command("schema")(profiles.profiles_schema)
 app.command("render")(profiles.render)
 app.command("build")(build.build)
 app.command("wheelhouse")(profiles.wheelhouse)
@@ -53,8 +54,25 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results and errors (any command; also after it)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Every build log line and step detail (any command; "
+                                 "also after it)."),
 ) -> None:
-    pass
+    set_verbosity(-1 if quiet else 1 if verbose else 0)
+
+
+VERBOSITY_FLAGS = ("-q", "--quiet", "-v", "--verbose")
+
+
+def _lift_verbosity(argv: list[str]) -> list[str]:
+    """`bgeimg build -q` means `bgeimg -q build`: the two global flags work after any command (before `--`)."""
+    if "--" in argv:
+        cut = argv.index("--")
+        head, tail = argv[:cut], argv[cut:]
+    else:
+        head, tail = argv, []
+    flags = [a for a in head if a in VERBOSITY_FLAGS]
+    return flags + [a for a in head if a not in VERBOSITY_FLAGS] + tail
 
 
 def _click_errors() -> tuple[type, ...]:
@@ -73,7 +91,7 @@ def _click_errors() -> tuple[type, ...]:
 def main() -> None:
     """Entry point: run the app, turning every bgeimg error into one line and its exit code."""
     try:
-        code = app(standalone_mode=False, prog_name="bgeimg")
+        code = app(args=_lift_verbosity(sys.argv[1:]), standalone_mode=False, prog_name="bgeimg")
         if isinstance(code, int) and code:  # click hands back an interrupted run's exit code instead of raising
             if code == 130:
                 error("interrupted")

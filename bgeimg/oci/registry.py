@@ -115,10 +115,16 @@ def load_credentials(host: str, config_path: Path | None = None) -> Credentials 
         raise RegistryAuthError(f"cannot read docker config {path}: {type(exc).__name__}",
                                 hint="fix the JSON or point DOCKER_CONFIG elsewhere") from None
     keys = _auth_keys(host)
+    # docker's order: a per-registry credHelper, then the credsStore, then the file's own `auths` entries
+    # (docker writes `auths: {HOST: {}}` placeholders when a store holds the secret).
     helpers = cfg.get("credHelpers") or {}
     for key in keys:
         if key in helpers:
             return _run_helper(helpers[key], key)
+    if cfg.get("credsStore"):
+        stored = _run_helper(cfg["credsStore"], keys[0])
+        if stored is not None:
+            return stored
     auths = cfg.get("auths") or {}
     for key in keys:
         entry = auths.get(key)
@@ -134,8 +140,6 @@ def load_credentials(host: str, config_path: Path | None = None) -> Credentials 
             return Credentials(user, pw)
         if entry.get("username"):
             return Credentials(entry["username"], entry.get("password", ""))
-    if cfg.get("credsStore"):
-        return _run_helper(cfg["credsStore"], keys[0])
     return None
 
 

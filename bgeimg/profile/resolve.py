@@ -321,3 +321,24 @@ def to_yaml(profile: Profile) -> str:
     """The resolved profile as YAML (stable key order, no Python tags)."""
     data = profile.model_dump(mode="json")
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def json_schema() -> dict[str, Any]:
+    """One JSON schema for bgeimg.yaml and profile files (editors complete and check both): every profile key
+    optional (a file sets only what it changes), plus `extends` (profile files) and the project keys."""
+    schema = Profile.model_json_schema()
+    schema.pop("required", None)
+    props = schema["properties"]
+    props.pop("name", None)  # a profile's name is its file name
+    # `model:` also takes the short form (parse_model_ref): hf://org/name@revision, a directory, or none
+    props["model"] = {"anyOf": [{"type": "string", "description": "hf://org/name@revision, a local directory, or "
+                                 "none"}, props["model"]]}
+    props["extends"] = {"type": "string", "description": "the profile this one builds on"}
+    props["profile"] = {"type": "string", "description": "bgeimg.yaml: the default profile"}
+    props["profiles_dir"] = {"type": "string", "description": "bgeimg.yaml: a directory of your own profiles"}
+    props["registry"] = {"type": "string", "description": "bgeimg.yaml: where push goes, HOST[:PORT][/NAMESPACE]"}
+    props["tags"] = {"type": "object", "description": "bgeimg.yaml: tag rules (scheme(s), prefix, suffix, latest, "
+                     "onlatest, long_commit, timestamp_format, timezone, major_zero, edge_branch)"}
+    schema["title"] = "bgeimg project config and profile"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

@@ -237,16 +237,19 @@ class _StreamReader:
 # Upload
 
 
-def index_of(images: list[PlatformImage]) -> bytes:
-    """One manifest list over the platforms, in a stable order."""
+def index_of(images: list[PlatformImage], annotations: dict[str, str] | None = None) -> bytes:
+    """One manifest list over the platforms, in a stable order; `annotations` (the OCI version of what was pushed)
+    go on the index, where registries and `docker buildx imagetools inspect` show them."""
     manifests = sorted((img.descriptor() for img in images), key=lambda d: d["digest"])
     manifests.sort(key=lambda d: (d["platform"]["os"], d["platform"]["architecture"]))
-    return json.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": manifests},
-                      separators=(",", ":")).encode()
+    doc: dict = {"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": manifests}
+    if annotations:
+        doc["annotations"] = dict(sorted(annotations.items()))
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def push_to(client: RegistryClient, repository: str, images: list[PlatformImage], tags: list[str],
-            progress: Callable[[str], None] | None = None) -> Pushed:
+            progress: Callable[[str], None] | None = None, annotations: dict[str, str] | None = None) -> Pushed:
     """Push to one registry; the result carries the error instead of raising, so mirrors stay independent."""
     result = Pushed(registry=client.host, repository=repository, platforms=[i.platform for i in images])
     say = progress or (lambda _msg: None)
@@ -263,7 +266,7 @@ def push_to(client: RegistryClient, repository: str, images: list[PlatformImage]
         for image in images:
             if client.head_manifest(repository, image.manifest_digest) is None:
                 raise RegistryError(f"{client.host}/{repository}@{image.manifest_digest} missing after upload")
-        index = index_of(images)
+        index = index_of(images, annotations)
         result.digest = client.put_manifest(repository, "sha256:" + hashlib.sha256(index).hexdigest(), index,
                                             DOCKER_LIST)
         for tag in tags:
@@ -310,7 +313,8 @@ def resolve_registry(flag: str | None, config_registry: str | None) -> str:
 
 
 def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *,
-         progress: Callable[[str], None] | None = None, client_factory=RegistryClient) -> list[Pushed]:
+         progress: Callable[[str], None] | None = None, client_factory=RegistryClient,
+         annotations: dict[str, str] | None = None) -> list[Pushed]:
     """Export each local image once, then push to every target; one Pushed per target, errors inside."""
     if not tags:
         raise PushError("no tags to push", "pass --scheme or --tag")
@@ -321,7 +325,8 @@ def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *
         if len(set(platforms)) != len(platforms):
             raise PushError(f"two local images have the same platform ({', '.join(platforms)})",
                             "give one image per platform")
-        return [push_to(client_factory(t.registry), t.repository, images, tags, progress) for t in targets]
+        return [push_to(client_factory(t.registry), t.repository, images, tags, progress, annotations)
+                for t in targets]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -361,12 +366,17 @@ def release(request: ReleaseRequest, *, config_registry: str | None, config_tags
     policy = tagging.policy_from_config(
         config_tags, schemes=request.schemes, latest=request.latest, prefix=request.prefix, suffix=request.suffix,
         long_commit=request.long_commit or None, allow_dirty=request.allow_dirty, extra=request.extra_tags)
-    tagset = tagging.compute_tags(policy, version=request.version, git=gitinfo.facts(project_dir),
-                                  now=datetime.now(timezone.utc))
+    git = gitinfo.facts(project_dir)
+    tagset = tagging.compute_tags(policy, version=request.version, git=git, now=datetime.now(timezone.utc))
+    # The version of what was pushed (the label inside says what it was built as, often `latest`), fixed per
+    # version and commit so pushing the same image twice gives the same index digest.
+    annotations = {"org.opencontainers.image.version": tagset.version or tagset.tags[0]}
+    if git.commit:
+        annotations["org.opencontainers.image.revision"] = git.commit
     docker_api = api_client()
     local = platform_images(docker_api, request.images[0], request.platforms) if len(request.images) == 1 \
         else list(request.images)
-    results = push(docker_api, local, targets, tagset.tags, progress=progress)
+    results = push(docker_api, local, targets, tagset.tags, progress=progress, annotations=annotations)
     if request.sign is not None or request.sbom:
         _after_push(results, request, local, project_dir / "bgeimg.lock", progress or (lambda _msg: None))
     return results

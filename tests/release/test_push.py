@@ -24,6 +24,8 @@ def test_two_platforms_under_one_tag_as_an_index(docker_api, registry, tiny_imag
     digest, index = manifest(registry, repo, "1.2.3")
     assert digest == doc[0]["digest"]
     assert index["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+    # what was released, on the index (the image's own label says what it was built as)
+    assert index["annotations"]["org.opencontainers.image.version"] == "1.2.3"
     archs = {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]}
     assert set(archs) == {"amd64", "arm64"}
     for arch, child in archs.items():

@@ -1,4 +1,7 @@
-"""The one `Engine` interface every build backend implements, and the plain values it exchanges.
+"""The one `Backend` interface every build backend implements, and the plain values it exchanges.
+
+Words: the *engine* is the Docker daemon that runs builds and holds images; a *backend* is how bgeimg asks it
+to build (the Engine API, `docker build` with BuildKit, `docker buildx build`), chosen with `--engine`.
 
 Shaped like repo2docker's ContainerEngine: a backend has a `name`, says whether it is `available()`,
 `build()`s a context for one platform (or several, when it can) yielding `BuildEvent`s and raising a
@@ -231,7 +234,7 @@ class Capabilities:
     secrets: bool = False  # BuildKit secrets (--mount=type=secret)
 
 
-class Engine(ABC):
+class Backend(ABC):
     """A build backend. Subclasses fill `name`, `syntax` (which Dockerfile dialect it builds), `capabilities`,
     and `missing` (the one line and hint when `--engine NAME` is asked for but `available()` is false)."""
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bgeimg.build.backends import progress as plain
-from bgeimg.build.backends.base import BuildEvent, BuildRequest, Capabilities, Engine, StepLog
+from bgeimg.build.backends.base import Backend, BuildEvent, BuildRequest, Capabilities, StepLog
 from bgeimg.oci.docker import DOCKER_CLI, api_client
 
 
-class BuildKitEngine(Engine):
+class BuildKitEngine(Backend):
     name = "buildkit"
     syntax = "buildkit"
     capabilities = Capabilities(secrets=True)

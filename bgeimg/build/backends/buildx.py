@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bgeimg.build.backends import progress as plain
-from bgeimg.build.backends.base import BuildError, BuildEvent, BuildRequest, Capabilities, Engine, StepLog
+from bgeimg.build.backends.base import Backend, BuildError, BuildEvent, BuildRequest, Capabilities, StepLog
 from bgeimg.oci.docker import DOCKER_CLI
 
 
-class BuildxEngine(Engine):
+class BuildxEngine(Backend):
     name = "buildx"
     syntax = "buildkit"
     capabilities = Capabilities(multi_platform=True, push=True, cache_export=True, secrets=True)

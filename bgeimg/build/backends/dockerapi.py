@@ -1,4 +1,4 @@
-"""The Engine API backend: docker-py's `APIClient.build`, the daemon's classic builder, one platform per call.
+"""The Backend API backend: docker-py's `APIClient.build`, the daemon's classic builder, one platform per call.
 
 The classic builder cannot read BuildKit-only syntax, so it builds the `classic` rendering of the template.
 docker-py does not raise when a step fails: the failure arrives inside the JSON stream as
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from bgeimg.build.backends.base import BuildError, BuildEvent, BuildRequest, Capabilities, Engine, StepLog
+from bgeimg.build.backends.base import Backend, BuildError, BuildEvent, BuildRequest, Capabilities, StepLog
 from bgeimg.oci.docker import api_client
 from bgeimg.oci.reference import split_tag
 
@@ -18,7 +18,7 @@ _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ID_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
 
 
-class DockerApiEngine(Engine):
+class DockerApiEngine(Backend):
     name = "engine"
     syntax = "classic"
     capabilities = Capabilities()
@@ -35,7 +35,7 @@ class DockerApiEngine(Engine):
         return self._client
 
     def auto_reason(self) -> str:
-        return "neither buildx nor a BuildKit docker client; using the Engine API"
+        return "neither buildx nor a BuildKit docker client; using the Backend API"
 
     def available(self) -> bool:
         try:

@@ -7,9 +7,10 @@ from typing import List, Optional
 
 import typer
 
+from bgeimg.cli import output
 from bgeimg.cli.commands.profiles import lock_path, resolve_profile
-from bgeimg.cli.options import ConfigOpt, ModelOpt, ProfileOpt, ProfilesDirOpt, SetOpt
-from bgeimg.cli.output import err, line, out
+from bgeimg.cli.options import ConfigOpt, JsonOpt, ModelOpt, ProfileOpt, ProfilesDirOpt, SetOpt
+from bgeimg.cli.output import emit_json, err, line, out
 
 
 def build(
@@ -35,7 +36,9 @@ def build(
     cache_to: Optional[List[str]] = typer.Option(None, "--cache-to", help="Cache export (buildx only)."),
     lock: Optional[Path] = typer.Option(None, "--lock", help="Lock file pinning hf:// models (default: bgeimg.lock "
                                         "beside the project config, or in the working directory)."),
-    update_lock: bool = typer.Option(False, "--update-lock", help="Resolve hf:// revisions again and rewrite the lock."),
+    update_lock: bool = typer.Option(False, "--update-lock",
+                                     help="Resolve hf:// revisions again and rewrite the lock."),
+    json_out: JsonOpt = False,
 ) -> None:
     """Render the profile and build its image for each platform, then print a summary (and --report JSON)."""
     from bgeimg.build import run as builds
@@ -56,13 +59,18 @@ def build(
     )
 
     def said(chosen) -> None:
+        if output.verbosity < 0:
+            return
         err.print(f"engine: [bold]{chosen.engine.name}[/] ", end="", soft_wrap=True)
         err.print(f"({chosen.reason})", markup=False, soft_wrap=True)
 
-    with view.LiveView(err) as live:
+    with view.LiveView(err, output.verbosity) as live:
         result = builds.build(resolved.profile, options, on_engine=said, on_event=live.update)
     if report is not None:
         result.write(report)
+    if json_out:
+        emit_json(result)
+        return
     out.print(view.summary(result))
     for text in view.tag_lines(result):
         line(text)

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from bgeimg.cli.options import ConfigOpt, ModelOpt, ProfileOpt, ProfilesDirOpt, SetOpt
-from bgeimg.cli.output import err, line, out
+from bgeimg.cli.options import ConfigOpt, JsonOpt, ModelOpt, ProfileOpt, ProfilesDirOpt, SetOpt
+from bgeimg.cli.output import emit_json, err, line, out
 from bgeimg.errors import BgeimgError
 
 
@@ -33,14 +34,26 @@ def lock_path(resolved) -> Path:
     return (config.parent if config else Path.cwd()) / "bgeimg.lock"
 
 
-def profiles_list(profiles_dir: ProfilesDirOpt = None) -> None:
+def profiles_list(profiles_dir: ProfilesDirOpt = None, json_out: JsonOpt = False) -> None:
     """List the profiles bgeimg knows: built-in ones and those in --profiles-dir."""
     from bgeimg import profile as profiles
 
+    rows = profiles.list_profiles(profiles.search_dirs(profiles_dir or []))
+    if json_out:
+        emit_json([{"name": n, "aliases": a, "description": d, "file": str(p)} for n, a, d, p in rows])
+        return
     table = Table("profile", "aliases", "description", "file")
-    for name, aliases, description, path in profiles.list_profiles(profiles.search_dirs(profiles_dir or [])):
-        table.add_row(name, ", ".join(aliases), description, str(path))
+    for name, aliases, description, path in rows:
+        table.add_row(escape(name), escape(", ".join(aliases)), escape(description), escape(str(path)))
     out.print(table)
+
+
+def profiles_schema() -> None:
+    """Print the JSON schema of bgeimg.yaml and profile files, for editor completion (e.g. yaml-language-server:
+    `# yaml-language-server: $schema=bgeimg.schema.json`)."""
+    from bgeimg import profile as profiles
+
+    emit_json(profiles.json_schema())
 
 
 def profiles_show(
