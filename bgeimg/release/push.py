@@ -392,21 +392,21 @@ def _after_push(results: list[Pushed], request: ReleaseRequest, local: list[str]
 
     boms = {}
     if request.sbom:
-        for ref in local:
-            report = analyze(ref, source="engine")
+        for image in local:
+            report = analyze(image, source="engine")
             boms[report.platform] = sbom.to_json(sbom.build(report, lock))
     for result in results:
         if not result.ok or not result.digest:
             continue
         client = RegistryClient(result.registry)
-        ref = Reference(result.registry, result.repository, None, result.digest)
+        pushed = Reference(result.registry, result.repository, None, result.digest)
         try:
             if boms:
                 result.sboms = sbom.attach_all(client, result.repository, result.digest, boms)
                 say(f"{result.registry}/{result.repository}@{result.digest}: SBOM attached for "
                     f"{', '.join(result.sboms)}")
             if request.sign is not None:
-                sign.sign(client, ref, request.sign)
+                sign.sign(client, pushed, request.sign)
                 result.signed = True
                 say(f"{result.registry}/{result.repository}@{result.digest}: signed (index and every platform)")
         except BgeimgError as exc:
