@@ -68,6 +68,15 @@ def check_canary(options: DeployOptions, canary: CanaryOptions) -> None:
         raise DeployError(f"gateway {canary.gateway!r} is not a valid Kubernetes name", "lowercase letters, digits, '-'")
 
 
+def refuse_without_canary(split_key: str, gateway: str | None, backends: tuple[str, ...]) -> None:
+    """Canary-only options given without --canary would be silently ignored: say so instead."""
+    given = [flag for flag, value in (("--split-key", split_key != "client"), ("--gateway", gateway),
+                                      ("--canary-backend", backends)) if value]
+    if given:
+        raise DeployError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} only to a canary",
+                          "add --canary REGISTRY/REPO@sha256:...")
+
+
 def replica_split(total: int, weight: float) -> tuple[int, int]:
     """(stable, canary) replicas out of `total` closest to `weight` percent, at least one each."""
     canary = min(max(1, round(total * weight / 100)), max(total - 1, 1))

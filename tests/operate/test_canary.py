@@ -237,5 +237,11 @@ def test_cli_canary(monkeypatch, capsys) -> None:
     assert run("--target", "compose") == (2, "", "error: --canary works with --target k8s or nginx, not compose "
                                           "(compose has no traffic split; render nginx in front of two compose "
                                           "projects)")
+    monkeypatch.setattr(sys, "argv", ["bgeimg", "deploy", "render", "--image", STABLE, "--target", "k8s",
+                                      "--gateway", "public"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2 and capsys.readouterr().err.strip() == (
+        "error: --gateway applies only to a canary (add --canary REGISTRY/REPO@sha256:...)")
     code, _, err = run("--target", "nginx", "--canary-backend", "nope")
     assert code == 2 and err == "error: canary backend 'nope' is not host:port (e.g. --canary-backend 10.0.0.7:8000)"

@@ -61,6 +61,7 @@ def deploy_render(
                                       gateway_namespace=gateway_namespace, backends=tuple(canary_backend or ()))
         files = canaries.render(target, resolved.profile, options, plan)
     else:
+        canaries.refuse_without_canary(split_key, gateway, tuple(canary_backend or ()))
         files = deploy.render(target, resolved.profile, options)
     if spec is not None:  # after the input checks, before anything is written
         for ref in [image, *([canary] if canary else [])]:
