@@ -98,7 +98,9 @@ class BuildReport:
         return data
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        from bgeimg import atomic
+
+        atomic.write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------------

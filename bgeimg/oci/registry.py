@@ -293,7 +293,7 @@ class RegistryClient:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt >= self.retries or not _replayable(kw.get("data")):
                     raise RegistryError(f"cannot reach registry {self.host} ({method} {_safe_url(url)}): "
-                                        f"{_short(exc)}", hint=f"gave up after {attempt + 1} attempts") from None
+                                        f"{_short(exc)}", hint=f"gave up after {attempt + 1} attempt{'s' if attempt else ''}") from None
             else:
                 if resp.status_code not in RETRY_STATUS or attempt >= self.retries or not _replayable(kw.get("data")):
                     return resp
@@ -561,6 +561,8 @@ class RegistryClient:
                 sent = self._upload_once(repo, digest, source, size, chunk_size, progress)
             except RegistryError as exc:
                 if isinstance(exc, (RegistryAuthError, NotFoundError)) or attempt >= self.retries:
+                    if attempt:  # the one-request count inside would say "after 1 attempt"
+                        exc.hint = f"gave up after {attempt + 1} attempts"
                     raise
                 last = exc
                 self.stats.retries += 1

@@ -55,8 +55,11 @@ def _exists(docker_api, ref: str) -> bool:
 
 def save(docker_api, images: list[str], output: Path) -> list[Member]:
     """Write the bundle. Each image is streamed out of the engine into a temporary file (never whole in memory)."""
+    from bgeimg import atomic
+
+    atomic.check_new_file(output)  # a wrong -o is reported before the engine is asked for anything
     members: list[Member] = []
-    work = Path(tempfile.mkdtemp(prefix="bgeimg-bundle-"))
+    work = Path(tempfile.mkdtemp(prefix="bgeimg-bundle-"))  # removed in `finally:`, on SIGINT/SIGTERM too
     try:
         refs: list[str] = []
         for image in images:
@@ -74,16 +77,14 @@ def save(docker_api, images: list[str], output: Path) -> list[Member]:
             members.append(Member(refs=[ref], file=f"images/{i}.tar", sha256=digest.hexdigest(),
                                   size=path.stat().st_size))
         manifest = json.dumps({"format": FORMAT, "images": [vars(m) for m in members]}, indent=2).encode()
-        partial = output.with_name(output.name + ".partial")
-        with partial.open("wb") as raw:
-            with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as zst:
+        with atomic.file(output, "wb") as raw:  # a half-written bundle never carries the final name
+            with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw, closefd=False) as zst:
                 with tarfile.open(fileobj=zst, mode="w|") as tar:
                     info = tarfile.TarInfo("manifest.json")
                     info.size = len(manifest)
                     tar.addfile(info, io.BytesIO(manifest))
                     for m in members:
                         tar.add(work / Path(m.file).name, arcname=m.file)
-        partial.replace(output)  # a half-written bundle never carries the final name
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return members
@@ -103,10 +104,10 @@ def _corrupt(path: Path, exc: Exception) -> BundleError:
 
 def verify(path: Path) -> list[Member]:
     """Check every member against the manifest; returns the members. Imports nothing."""
-    raw, tar = _open(path)
     manifest: dict | None = None
     seen: dict[str, tuple[str, int]] = {}
     try:
+        raw, tar = _open(path)  # a non-zstd or truncated file fails right here
         with raw, tar:
             for entry in tar:
                 fh = tar.extractfile(entry)
@@ -122,9 +123,16 @@ def verify(path: Path) -> list[Member]:
                 seen[entry.name] = (digest.hexdigest(), size)
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise _corrupt(path, exc) from None
-    if not manifest or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path} is not a bgeimg bundle (no {FORMAT} manifest)", "make one with `bgeimg bundle save`")
-    members = [Member(**m) for m in manifest["images"]]
+    try:
+        members = [Member(**m) for m in manifest["images"]]
+        if not all(isinstance(m.file, str) and isinstance(m.sha256, str) and isinstance(m.size, int)
+                   and isinstance(m.refs, list) for m in members):
+            raise TypeError("wrong types")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise BundleError(f"{path}: its manifest is malformed ({type(exc).__name__}: {str(exc)[:80]})",
+                          "make the bundle again with `bgeimg bundle save`") from None
     for m in members:
         got = seen.get(m.file)
         if got is None:

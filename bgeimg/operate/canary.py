@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 from bgeimg.oci.reference import check_reference
 from bgeimg.operate.deploy import (
-    BACKEND_RE,
     NAME_RE,
     DeployError,
     DeployOptions,
     app_name,
     check,
+    check_backend,
     dump_yaml,
     kubernetes,
     proxy_server,
@@ -62,8 +62,7 @@ def check_canary(options: DeployOptions, canary: CanaryOptions) -> None:
         raise DeployError(f"--split-key {canary.split_key!r}: expected client or header:NAME",
                           "e.g. --split-key header:X-User-Id")
     for b in canary.backends:
-        if not BACKEND_RE.fullmatch(b):
-            raise DeployError(f"canary backend {b!r} is not host:port", "e.g. --canary-backend 10.0.0.7:8000")
+        check_backend(b, "--canary-backend")
     if canary.gateway and not NAME_RE.fullmatch(canary.gateway):
         raise DeployError(f"gateway {canary.gateway!r} is not a valid Kubernetes name", "lowercase letters, digits, '-'")
 

@@ -8,6 +8,7 @@ probes on /health, 16 Gi and one GPU for the CUDA profile.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from bgeimg.profile import Profile
 
 TARGETS = ("k8s", "compose", "nginx")
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_CLAIM = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 BACKEND_RE = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 
 
@@ -50,9 +52,23 @@ def check(options: DeployOptions) -> None:
         raise DeployError(f"name {options.name!r} is not a valid Kubernetes name", "lowercase letters, digits, '-'")
     if options.replicas < 1 or not 1 <= options.min_replicas <= options.max_replicas:
         raise DeployError("replicas must be >= 1 and min <= max", "e.g. --replicas 2")
+    if options.namespace is not None and not NAME_RE.fullmatch(options.namespace):
+        raise DeployError(f"namespace {options.namespace!r} is not a valid Kubernetes namespace",
+                          "lowercase letters, digits, '-', at most 63")
+    if options.model_claim is not None and not _CLAIM.fullmatch(options.model_claim):
+        raise DeployError(f"model claim {options.model_claim!r} is not a valid PersistentVolumeClaim name",
+                          "lowercase letters, digits, '-' and '.', at most 253")
     for b in options.backends:
-        if not BACKEND_RE.fullmatch(b):
-            raise DeployError(f"backend {b!r} is not host:port", "e.g. --backend 10.0.0.5:8000")
+        check_backend(b)
+
+
+def check_backend(b: str, flag: str = "--backend") -> None:
+    """`host:port` of an nginx upstream server (`flag` names the option it came from)."""
+    what = flag.lstrip("-").replace("-", " ")
+    if not BACKEND_RE.fullmatch(b):
+        raise DeployError(f"{what} {b!r} is not host:port", f"e.g. {flag} 10.0.0.5:8000")
+    if not 1 <= int(b.rsplit(":", 1)[1]) <= 65535:
+        raise DeployError(f"{what} {b!r}: the port must be 1-65535", f"e.g. {flag} 10.0.0.5:8000")
 
 
 def app_name(profile: Profile, options: DeployOptions) -> str:
@@ -202,10 +218,19 @@ def render(target: str, profile: Profile, options: DeployOptions) -> dict[str, s
 
 
 def write(files: dict[str, str], directory: Path) -> list[Path]:
-    """Write the rendered files into `directory` (made when missing); the paths written."""
+    """Write the rendered files into `directory` (made when missing), each atomically; the paths written."""
+    from bgeimg import atomic
+
+    if directory.exists() and not directory.is_dir():
+        raise DeployError(f"{directory} is a file, not a directory", "give -o a directory for the manifests")
+    made = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in files.items():
-        (directory / name).write_text(text)
-        written.append(directory / name)
+    try:
+        for name, text in files.items():
+            written.append(atomic.write_text(directory / name, text))
+    except BaseException:
+        if made:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     return written

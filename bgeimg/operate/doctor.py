@@ -13,7 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bgeimg.errors import BgeimgError
+from bgeimg.errors import BgeimgError, redact
+from bgeimg.oci.reference import split_registry
 from bgeimg.profile import Profile
 
 
@@ -112,26 +113,25 @@ def gpu_check(profile: Profile, info: dict | None) -> list[Check]:
 
 
 def registry_checks(registries: list[str], info: dict | None) -> list[Check]:
-    from bgeimg.oci.registry import RegistryClient, load_credentials
+    from bgeimg.oci.registry import RegistryClient
 
     checks = []
     mirrors = [m for m in ((info or {}).get("RegistryConfig") or {}).get("Mirrors") or []]
     for reg in registries:
-        host = reg.split("/", 1)[0] if "://" not in reg else reg.split("://", 1)[1].split("/", 1)[0]
+        try:  # the one registry grammar; a malformed address (or one carrying a password) is never contacted
+            host = split_registry(reg)[0]
+        except BgeimgError as exc:
+            checks.append(Check(f"registry {redact(reg)}", False, redact(exc.message),
+                                "give HOST[:PORT][/NAMESPACE], e.g. ghcr.io/team; log in with docker login"))
+            continue
         try:
             RegistryClient(host, credentials=False, retries=0, timeout=10).base_url()
             checks.append(Check(f"registry {host}", True, "answers /v2/"))
         except BgeimgError as exc:
-            checks.append(Check(f"registry {host}", False, exc.message, "check the address, network and TLS "
+            checks.append(Check(f"registry {host}", False, redact(exc.message), "check the address, network and TLS "
                                 "(CA in /etc/docker/certs.d/HOST/ca.crt)"))
-        try:
-            creds = load_credentials(host)
-            login = f"logged in as {creds.username}" if creds and creds.username else (
-                "token in the docker config" if creds else "no credentials (anonymous)")
-            checks.append(Check(f"login {host}", True, login, "" if creds else f"docker login {host}",
-                                required=False))
-        except BgeimgError as exc:
-            checks.append(Check(f"login {host}", False, exc.message, exc.hint or "", required=False))
+            continue
+        checks.append(_login_check(host))
     for mirror in mirrors:
         host = mirror.split("://", 1)[-1].rstrip("/")
         try:
@@ -141,6 +141,22 @@ def registry_checks(registries: list[str], info: dict | None) -> list[Check]:
             checks.append(Check(f"mirror {host}", False, exc.message, "fix registry-mirrors in daemon.json",
                                 required=False))
     return checks
+
+
+def _login_check(host: str) -> Check:
+    """The login is verified, not just read: an authenticated /v2/ request (a token request where the registry
+    asks for one) must succeed before it passes."""
+    from bgeimg.oci.registry import RegistryClient, load_credentials
+
+    try:
+        creds = load_credentials(host)
+        if not creds:
+            return Check(f"login {host}", True, "no credentials (anonymous)", f"docker login {host}", required=False)
+        who = f"as {creds.username}" if creds.username else "with a token from the docker config"
+        RegistryClient(host, credentials=creds, retries=0, timeout=10).ping()
+        return Check(f"login {host}", True, f"logged in {who} (the registry accepted it)", required=False)
+    except BgeimgError as exc:
+        return Check(f"login {host}", False, redact(exc.message), exc.hint or f"docker login {host}", required=False)
 
 
 def disk_checks(profile: Profile, info: dict | None, workdir: Path) -> list[Check]:

@@ -54,7 +54,12 @@ def parse_model_ref(value: Any) -> Any:
     if value == "none":
         return {"source": "none"}
     if value.startswith("hf://"):
-        model_id, _, revision = value[len("hf://") :].partition("@")
+        model_id, at, revision = value[len("hf://") :].partition("@")
+        if at and not revision:  # `hf://org/name@` is a typo, never "main"
+            from bgeimg.errors import ProfileError
+
+            raise ProfileError(f"model {value!r} has an empty revision after '@'",
+                               f"give hf://{model_id}@main or a commit, or drop the '@'")
         return {"source": "hf", "id": model_id, "revision": revision or "main"}
     return {"source": "path", "path": value}
 
@@ -137,6 +142,14 @@ class Server(_Strict):
     max_length: int | None = Field(None, ge=1, le=131072)
     healthcheck_interval: int = Field(15, ge=1, le=3600)
     start_period: int = Field(120, ge=1, le=3600)  # Docker refuses 0
+
+    @field_validator("port", "workers", "max_batch_size", "max_length", "healthcheck_interval", "start_period",
+                     mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML `true` would otherwise become 1
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 class User(_Strict):
@@ -256,7 +269,8 @@ class Profile(_Strict):
             try:
                 Requirement(line)
             except InvalidRequirement as exc:
-                raise ValueError(f"{line!r} is not a valid requirement (PEP 508): {exc}") from None
+                raise ValueError(f"{line!r} is not a valid requirement (PEP 508): "
+                                 f"{str(exc).splitlines()[0]}") from None
         return v
 
     @field_validator("torch_index_url")

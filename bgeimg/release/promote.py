@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from bgeimg.errors import BgeimgError
 from bgeimg.oci.mediatypes import is_attestation
 from bgeimg.oci.platform import platform_str
 from bgeimg.oci.reference import Reference, check_repository, check_tag, parse_reference
@@ -87,5 +88,7 @@ def promote_ref(source: str, tag: str, to_repository: str | None = None, require
 
 def list_repository(repository: str) -> list[TagInfo]:
     """`bgeimg tags REGISTRY/REPO`."""
+    if "/" not in repository.strip("/"):  # `127.0.0.1:5077` alone would read as Docker Hub's library/127.0.0.1
+        raise BgeimgError(f"{repository!r} names no repository", "give REGISTRY/REPO, e.g. 127.0.0.1:5000/bge-m3")
     ref = parse_reference(repository)
     return list_tags(RegistryClient(ref.registry), ref.repository)

@@ -18,13 +18,14 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgeimg.errors import BgeimgError, OutsideError
 from bgeimg.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST
-from bgeimg.oci.platform import ARCH_SUFFIX, platform_str
+from bgeimg.oci.platform import ARCH_SUFFIX, platform_matches, platform_str
 from bgeimg.oci.reference import check_repository, split_registry, split_tag
 from bgeimg.oci.registry import RegistryClient, RegistryError, Stats
 from bgeimg.release.sign import KeySpec
@@ -120,18 +121,20 @@ def platform_images(docker_api, image: str, platforms: list[str] | None = None) 
             continue
         siblings.append(ref)
     found = siblings or [image]
-    if platforms:
-        wanted = {p.split("/")[1] for p in platforms}
-        found = [ref for ref in found if _arch_of(docker_api, ref) in wanted]
-        missing = wanted - {_arch_of(docker_api, ref) for ref in found}
+    if platforms:  # os, architecture and variant all compared: windows/amd64 is not linux/amd64
+        have = {ref: _platform_of(docker_api, ref) for ref in found}
+        found = [ref for ref in found if any(platform_matches(have[ref], p) for p in platforms)]
+        missing = {p for p in platforms if not any(platform_matches(have[ref], p) for ref in found)}
         if missing:
             raise PushError(f"no local image of {image} for {', '.join(sorted(missing))}",
                             f"build it first: bgeimg build --platform {','.join(platforms)} --tag {image}")
     return found
 
 
-def _arch_of(docker_api, ref: str) -> str:
-    return docker_api.inspect_image(ref)["Architecture"]
+def _platform_of(docker_api, ref: str) -> str:
+    info = docker_api.inspect_image(ref)
+    return platform_str({"os": info.get("Os", "linux"), "architecture": info.get("Architecture", "amd64"),
+                         "variant": info.get("Variant")})
 
 
 def _gzip_to(src, dest: Path) -> tuple[str, int, str]:
@@ -248,6 +251,37 @@ def index_of(images: list[PlatformImage], annotations: dict[str, str] | None = N
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+# What a registry answers when a manifest names a blob it does not (yet) have: another push of the same image may
+# be finishing that very blob (both skipped or both uploaded it), or the blob was lost. Checked and re-sent.
+_BLOB_MISSING = ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "DIGEST_INVALID")
+
+
+def _send_blobs(client: RegistryClient, repository: str, image: PlatformImage, say: Callable[[str], None],
+                *, count_skips: bool = True) -> None:
+    for blob in [image.config, *image.layers]:
+        if client.blob_exists(repository, blob.digest) is not None:
+            if count_skips:
+                client.stats.blobs_skipped += 1
+            continue
+        say(f"{client.host}: {image.platform} upload {blob.digest[7:19]} ({blob.size} bytes)")
+        client.upload_blob(repository, blob.digest, blob.source)
+
+
+def _put_platform_manifest(client: RegistryClient, repository: str, image: PlatformImage,
+                           say: Callable[[str], None], attempts: int = 4) -> None:
+    """Put the manifest; when the registry says a blob it names is missing (a concurrent push of the same image
+    is finishing it, or its upload was lost), check every blob, send the missing ones again and retry."""
+    for attempt in range(attempts):
+        try:
+            client.put_manifest(repository, image.manifest_digest, image.manifest, DOCKER_MANIFEST)
+            return
+        except RegistryError as exc:
+            if attempt == attempts - 1 or not any(code in str(exc) for code in _BLOB_MISSING):
+                raise
+        time.sleep(0.5 * (2 ** attempt))  # let the other push's upload commit before looking again
+        _send_blobs(client, repository, image, say, count_skips=False)
+
+
 def push_to(client: RegistryClient, repository: str, images: list[PlatformImage], tags: list[str],
             progress: Callable[[str], None] | None = None, annotations: dict[str, str] | None = None) -> Pushed:
     """Push to one registry; the result carries the error instead of raising, so mirrors stay independent."""
@@ -255,13 +289,8 @@ def push_to(client: RegistryClient, repository: str, images: list[PlatformImage]
     say = progress or (lambda _msg: None)
     try:
         for image in images:
-            for blob in [image.config, *image.layers]:
-                if client.blob_exists(repository, blob.digest) is not None:
-                    client.stats.blobs_skipped += 1
-                    continue
-                say(f"{client.host}: {image.platform} upload {blob.digest[7:19]} ({blob.size} bytes)")
-                client.upload_blob(repository, blob.digest, blob.source)
-            client.put_manifest(repository, image.manifest_digest, image.manifest, DOCKER_MANIFEST)
+            _send_blobs(client, repository, image, say)
+            _put_platform_manifest(client, repository, image, say)
         # Tags are written only once every platform manifest is confirmed present.
         for image in images:
             if client.head_manifest(repository, image.manifest_digest) is None:

@@ -244,4 +244,4 @@ def test_cli_canary(monkeypatch, capsys) -> None:
     assert info.value.code == 2 and capsys.readouterr().err.strip() == (
         "error: --gateway applies only to a canary (add --canary REGISTRY/REPO@sha256:...)")
     code, _, err = run("--target", "nginx", "--canary-backend", "nope")
-    assert code == 2 and err == "error: canary backend 'nope' is not host:port (e.g. --canary-backend 10.0.0.7:8000)"
+    assert code == 2 and err == "error: canary backend 'nope' is not host:port (e.g. --canary-backend 10.0.0.5:8000)"

@@ -11,6 +11,8 @@ from bgeimg.cli import output
 from bgeimg.cli.commands.profiles import lock_path, resolve_profile
 from bgeimg.cli.options import ConfigOpt, JsonOpt, ModelOpt, ProfileOpt, ProfilesDirOpt, SetOpt
 from bgeimg.cli.output import emit_json, err, line, out
+from bgeimg.oci.platform import parse_list
+from bgeimg.oci.reference import check_reference
 
 
 def build(
@@ -53,10 +55,12 @@ def build(
     resolved = resolve_profile(profile, sets, config, profiles_dir, model)
     options = builds.BuildOptions(
         image=tag or f"bge-{resolved.profile.name}:latest", engine=engine,
-        platforms=platform.split(",") if platform else None, wheelhouse=wheelhouse, ca_bundle=ca_bundle,
+        platforms=parse_list(platform), wheelhouse=wheelhouse, ca_bundle=ca_bundle,
         context_dir=context_dir, no_cache=no_cache, push=push, cache_from=list(cache_from or []),
         cache_to=list(cache_to or []), lock_file=lock or lock_path(resolved), update_lock=update_lock,
     )
+
+    check_reference(options.image)  # bad input is reported before the engine is contacted
 
     def said(chosen) -> None:
         if output.verbosity < 0:

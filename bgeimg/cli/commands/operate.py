@@ -12,6 +12,7 @@ from rich.markup import escape
 from bgeimg.cli.commands.profiles import resolve_profile
 from bgeimg.cli.options import ConfigOpt, JsonOpt, KeyOpt, ProfileOpt, ProfilesDirOpt, SetOpt
 from bgeimg.cli.output import emit_json, line, out, say
+from bgeimg.oci.platform import parse_list
 
 
 def deploy_render(
@@ -117,7 +118,7 @@ def doctor(
     resolved = resolve_profile(profile, set_, config, profiles_dir)
     default = default_registry(resolved.config.registry if resolved.config else None)
     registries = list(registry or []) or ([default] if default else [])
-    checks = doctoring.run(resolved.profile, platforms=platform.split(",") if platform else None,
+    checks = doctoring.run(resolved.profile, platforms=parse_list(platform),
                            registries=registries)
     if json_out:
         emit_json(checks)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from bgeimg.cli.options import ConfigOpt, JsonOpt, KeyOpt
 from bgeimg.cli.output import emit_json, line, out, say
+from bgeimg.oci.platform import parse_list
 
 
 def push(
@@ -19,7 +20,8 @@ def push(
     registry: Optional[str] = typer.Option(None, "--registry", "-r", help="HOST[:PORT]\\[/NAMESPACE] (default: the "
                                            "config's `registry`, else $BGE_REGISTRY_URL)."),
     repo: Optional[str] = typer.Option(None, "--repo", help="Repository name (default: the local image's name)."),
-    scheme: Optional[List[str]] = typer.Option(None, "--scheme", help="semver, commit or timestamp. Repeatable."),
+    scheme: Optional[List[str]] = typer.Option(None, "--scheme", help="semver, commit, timestamp, or none "
+                                               "(only the --tag values). Repeatable."),
     version: Optional[str] = typer.Option(None, "--version", help="Version for semver (default: git tag vX.Y.Z)."),
     tag: Optional[List[str]] = typer.Option(None, "--tag", "-t", help="An extra literal tag. Repeatable."),
     latest: Optional[str] = typer.Option(None, "--latest", help="auto (stable semver only), always or never."),
@@ -47,7 +49,7 @@ def push(
         images=list(image), registry=registry, repo=repo, mirrors=list(mirror or []),
         schemes=tuple(scheme) if scheme else None, version=version, extra_tags=tuple(tag or ()), latest=latest,
         prefix=prefix, suffix=suffix, long_commit=long_commit, allow_dirty=allow_dirty,
-        platforms=platform.split(",") if platform else None, sign=spec, sbom=sbom)
+        platforms=parse_list(platform), sign=spec, sbom=sbom)
     results = pushing.release(request, config_registry=cfg.registry, config_tags=cfg.tags,
                               project_dir=cfg.path.parent if cfg.path else Path.cwd(),
                               progress=None if json_out else say)
