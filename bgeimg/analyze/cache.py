@@ -41,10 +41,9 @@ def _scanner_id() -> str:
 
 
 def cache_root() -> Path:
-    env = os.environ.get("BGEIMG_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bgeimg"
+    from bgeimg.resources import cache_dir
+
+    return cache_dir()
 
 
 def _encode(scan: LayerScan) -> bytes:

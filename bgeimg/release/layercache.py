@@ -23,15 +23,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bgeimg.resources import cache_dir
+
 FORMAT = "bgeimg-layer-cache/1"
 MAX_SEEN = 16  # repositories remembered per blob: enough to find a mount source, bounded
-
-
-def cache_dir() -> Path:
-    """bgeimg's cache directory (the user's cache dir; BGEIMG_CACHE_DIR overrides)."""
-    if os.environ.get("BGEIMG_CACHE_DIR"):
-        return Path(os.environ["BGEIMG_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bgeimg"
 
 
 @dataclass(frozen=True)
