@@ -3,11 +3,12 @@ run (empty layer cache) and second run (cache warm): wall time, peak RSS and the
 
     python bench/analyze.py [--runs 3] [--mb 1100] [--files 20000]
 
-Builds (or reuses) bgeimg-bench/analyze:<hash> in the test bed's engine (not bgeimg-test-*, which test runs clean up): the stand-in python:3.11-slim, a
-layer of many small files (like a venv), big random files in three layers, one overwritten and one deleted in a
-later layer. Saves it once to /var/cache/bgeimg-testbed/bench/ (outside the clone; `docker load`ed again when the
-engine lost the image) and pushes it once to the test bed's registry. Then runs each tool as a child process
-`--runs` times, interleaved, measuring wall time and the child's peak RSS (os.wait4 rusage), and prints medians:
+Builds (or reuses) bgeimg-bench/analyze:<hash> in the test bed's engine (not bgeimg-test-*, which test runs clean
+up): the stand-in python:3.11-slim, a layer of many small files (like a venv), big random files in three layers,
+one overwritten and one deleted in a later layer. Saves it once to /var/cache/bgeimg-testbed/bench/ (outside the
+clone; `docker load`ed again when the engine lost the image) and pushes it once to the test bed's registry. Then
+runs each tool as a child process `--runs` times, interleaved, measuring wall time and the child's peak RSS
+(os.wait4 rusage), and prints medians:
 
 - engine: `dive IMAGE` and `bgeimg analyze IMAGE`, first (empty cache: the engine's `docker save` streamed) and
   second (cache warm: the inspect only); `docker save` alone, the floor of any tool that reads layers from it.
