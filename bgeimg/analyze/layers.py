@@ -1,7 +1,8 @@
 """Read one layer tar (plain, gzip or zstd) as a stream and keep only what the report needs.
 
 Nothing is extracted and no file content is kept, except the small `*.dist-info/RECORD` files that say which
-Python distribution owns which file. Sizes are counted from the bytes that pass, never from the gzip ISIZE
+Python distribution owns which file, and the system's package list and release (dpkg status, os-release) that
+the SBOM reads. Sizes are counted from the bytes that pass, never from the gzip ISIZE
 trailer (it is the size modulo 4 GiB).
 """
 
@@ -17,13 +18,17 @@ import zlib
 from dataclasses import dataclass, field
 
 from bgeimg.analyze.errors import AnalyzeInputError
+from bgeimg.oci.streams import CHUNK
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-CHUNK = 1 << 20
 RECORD_MAX = 8 << 20  # a RECORD larger than this is not a RECORD worth reading
+# The installed Debian packages (status.d/: distroless images) and the distribution they come from: `bgeimg sbom`.
+SYSTEM_FILES = ("/var/lib/dpkg/status", "/usr/lib/os-release", "/etc/os-release")
+SYSTEM_DIRS = ("/var/lib/dpkg/status.d",)
+SYSTEM_MAX = 32 << 20
 # `analyze --advise` looks inside files too: ELF section tables, Python imports, small scripts. Off by default so
 # the plain report keeps skipping file data (a seek per file in archives).
 ELF_MIN = 64 << 10  # smaller binaries are not worth a finding
@@ -65,6 +70,7 @@ class LayerScan:
     whiteouts: list[str] = field(default_factory=list)  # paths this layer deletes from the layers below
     opaque: list[str] = field(default_factory=list)  # directories whose lower contents this layer hides
     records: dict[str, bytes] = field(default_factory=dict)  # dist-info RECORD path -> its text
+    system: dict[str, bytes] = field(default_factory=dict)  # SYSTEM_FILES (and status.d/*) -> their text
     # with probe=True (analyze --advise):
     elf_strippable: dict[str, int] = field(default_factory=dict)  # ELF file -> bytes of its symbol tables/debug info
     py_imports: dict[str, frozenset[str]] = field(default_factory=dict)  # .py file -> modules it may import
@@ -321,6 +327,8 @@ def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
             n = size
             if base == "RECORD" and n <= RECORD_MAX and parent.endswith(".dist-info"):
                 scan.records[path] = data(n)
+            elif n <= SYSTEM_MAX and (path in SYSTEM_FILES or parent in SYSTEM_DIRS):
+                scan.system[path] = data(n)
             elif probe and n and _probe(path, base, n, f, seekable, scan, data, skip):
                 pass
             elif n:
@@ -378,28 +386,6 @@ class Window:
 
     def tell(self) -> int:
         return self.pos - self.start
-
-
-class ChunkStream(io.RawIOBase):
-    """A file object over an iterator of byte chunks (docker-py's streamed `get_image`)."""
-
-    def __init__(self, chunks):
-        self._chunks = iter(chunks)
-        self._buf = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        while not len(self._buf):
-            try:
-                self._buf = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
 
 
 # ---- probes (analyze --advise) -----------------------------------------------------------------------------------

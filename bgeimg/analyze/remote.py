@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from bgeimg.analyze.cache import LayerCache
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
 from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
-from bgeimg.analyze.layers import CHUNK, ChunkStream, LayerScan, scan_layer
+from bgeimg.analyze.layers import LayerScan, scan_layer
 from bgeimg.oci.mediatypes import INDEX_TYPES
+from bgeimg.oci.streams import CHUNK, ChunkStream
 
 WORKERS = 3  # layers streamed at once: the network, the hashes and zlib run outside the GIL, the tar walk in it
 

@@ -24,10 +24,11 @@ from typing import Any
 from bgeimg.analyze.cache import LayerCache
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
 from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
-from bgeimg.analyze.layers import CHUNK, ChunkStream, LayerScan, Window, _decompressor, _octal, _pax, scan_layer, sniff
+from bgeimg.analyze.layers import LayerScan, Window, _decompressor, _octal, _pax, scan_layer, sniff
 from bgeimg.oci.docker import EngineUnavailable, api_client
 from bgeimg.oci.platform import platform_matches, platform_str
 from bgeimg.oci.reference import is_host
+from bgeimg.oci.streams import CHUNK, ChunkStream
 
 JSON_MAX = 64 << 20
 TRANSPORTS = {"docker-archive": "archive", "oci-archive": "archive", "oci": "oci", "docker-daemon": "engine",

@@ -28,6 +28,7 @@ from bgeimg.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCK
 from bgeimg.oci.platform import ARCH_SUFFIX, platform_matches, platform_str
 from bgeimg.oci.reference import check_repository, split_registry, split_tag
 from bgeimg.oci.registry import RegistryClient, RegistryError, Stats
+from bgeimg.release.sign import KeySpec
 
 
 class PushError(BgeimgError):
@@ -88,6 +89,8 @@ class Pushed:
     platforms: list[str] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
     error: str | None = None
+    signed: bool = False  # push --sign: the index and every platform manifest
+    sboms: dict[str, str] = field(default_factory=dict)  # push --sbom: platform -> the attached SBOM's digest
 
     @property
     def ok(self) -> bool:
@@ -96,7 +99,8 @@ class Pushed:
     def to_json(self) -> dict:
         return {"registry": self.registry, "repository": self.repository, "digest": self.digest, "tags": self.tags,
                 "platforms": self.platforms, "error": self.error, "bytes_uploaded": self.stats.blob_bytes_uploaded,
-                "blobs_uploaded": self.stats.blobs_uploaded, "blobs_skipped": self.stats.blobs_skipped}
+                "blobs_uploaded": self.stats.blobs_uploaded, "blobs_skipped": self.stats.blobs_skipped,
+                "signed": self.signed, "sboms": self.sboms}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -197,6 +201,95 @@ def export(docker_api, ref: str, workdir: Path) -> PlatformImage:
         "layers": [{"mediaType": DOCKER_LAYER, "digest": b.digest, "size": b.size} for b in layers],
     }, separators=(",", ":")).encode()
     return image
+
+
+@dataclass
+class LocalIndex:
+    """A multi-platform image of a containerd image store, as `docker save` gives it (an OCI layout): the index
+    and every blob it reaches (manifests, configs, layers, attestations), pushed byte for byte."""
+
+    source: str
+    media_type: str
+    raw: bytes  # the index bytes: its digest is the image's
+    manifests: dict[str, tuple[str, bytes]]  # digest -> (media type, raw) of the image and attestation manifests
+    blobs: dict[str, Path]  # digest -> file (configs and layers)
+    platforms: list[str]
+
+
+def _containerd_store(docker_api) -> bool:
+    from bgeimg.build.builders import image_store
+
+    try:
+        return image_store(docker_api.info()) == "containerd"
+    except Exception:
+        return False
+
+
+def export_index(docker_api, ref: str, workdir: Path) -> LocalIndex | None:
+    """`docker save REF` of a containerd store, when it holds an index of several platforms; None otherwise
+    (a classic store's save, or one platform: the per-platform path applies)."""
+    from bgeimg.oci.mediatypes import INDEX_TYPES, is_attestation
+
+    workdir = Path(tempfile.mkdtemp(dir=workdir))
+    files: dict[str, Path] = {}
+    index_json = None
+    with tarfile.open(fileobj=_StreamReader(docker_api.get_image(ref)), mode="r|") as tar:  # type: ignore[call-overload]
+        for member in tar:
+            if not member.isfile():
+                continue
+            fh = tar.extractfile(member)
+            if member.name == "index.json":
+                index_json = json.loads(fh.read())
+            elif member.name.startswith("blobs/sha256/"):
+                dest = workdir / member.name.rsplit("/", 1)[1]
+                with dest.open("wb") as out:
+                    shutil.copyfileobj(fh, out, 1 << 20)
+                files["sha256:" + dest.name] = dest
+    if not index_json or not index_json.get("manifests"):
+        return None
+    top = index_json["manifests"][0]
+    if top.get("mediaType") not in INDEX_TYPES:
+        return None
+    raw = files[top["digest"]].read_bytes()
+    doc = json.loads(raw)
+    images = [d for d in doc.get("manifests", []) if not is_attestation(d)]
+    if len(images) < 2:
+        return None
+    manifests = {d["digest"]: (d["mediaType"], files[d["digest"]].read_bytes()) for d in doc["manifests"]}
+    return LocalIndex(source=ref, media_type=top["mediaType"], raw=raw, manifests=manifests,
+                      blobs={d: f for d, f in files.items() if d not in manifests and d != top["digest"]},
+                      platforms=[platform_str(d.get("platform")) for d in images])
+
+
+def push_index_to(client: RegistryClient, repository: str, index: LocalIndex, tags: list[str],
+                  progress: Callable[[str], None] | None = None) -> Pushed:
+    """One index per tag, its bytes untouched: blobs a manifest names, then each manifest, then the index."""
+    result = Pushed(registry=client.host, repository=repository, platforms=index.platforms)
+    say = progress or (lambda _msg: None)
+    try:
+        for digest, (media_type, raw) in index.manifests.items():
+            doc = json.loads(raw)
+            for desc in [doc.get("config") or {}, *(doc.get("layers") or [])]:
+                blob = desc.get("digest")
+                if not blob or client.blob_exists(repository, blob) is not None:
+                    client.stats.blobs_skipped += 1 if blob else 0
+                    continue
+                if blob not in index.blobs:
+                    raise OutsideError(f"{index.source}: blob {blob[:19]} is not in the local store",
+                                       "pull or build the image again")
+                say(f"{client.host}: upload {blob[7:19]} ({index.blobs[blob].stat().st_size} bytes)")
+                client.upload_blob(repository, blob, index.blobs[blob])
+            client.put_manifest(repository, digest, raw, media_type)
+        result.digest = client.put_manifest(repository, "sha256:" + hashlib.sha256(index.raw).hexdigest(),
+                                            index.raw, index.media_type)
+        for tag in tags:
+            client.put_manifest(repository, tag, index.raw, index.media_type)
+            result.tags.append(tag)
+            say(f"{client.host}/{repository}:{tag} -> {result.digest}")
+    except BgeimgError as exc:
+        result.error = str(exc)
+    result.stats = client.stats
+    return result
 
 
 class _Prefixed:
@@ -345,6 +438,11 @@ def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *
         raise PushError("no tags to push", "pass --scheme or --tag")
     workdir = Path(tempfile.mkdtemp(prefix="bgeimg-push-"))
     try:
+        if len(local) == 1 and _containerd_store(docker_api):  # a multi-platform image goes up as its index
+            index = export_index(docker_api, local[0], workdir)
+            if index is not None:
+                return [push_index_to(client_factory(t.registry), t.repository, index, tags, progress)
+                        for t in targets]
         images = [export(docker_api, ref, workdir) for ref in local]
         platforms = [i.platform for i in images]
         if len(set(platforms)) != len(platforms):
@@ -373,6 +471,8 @@ class ReleaseRequest:
     long_commit: bool = False
     allow_dirty: bool = False
     platforms: list[str] | None = None
+    sign: KeySpec | None = None  # sign what was pushed with this key
+    sbom: bool = False  # attach a CycloneDX SBOM of the image to the pushed digest
 
 
 def release(request: ReleaseRequest, *, config_registry: str | None, config_tags: dict, project_dir: Path,
@@ -399,7 +499,41 @@ def release(request: ReleaseRequest, *, config_registry: str | None, config_tags
     docker_api = api_client()
     local = platform_images(docker_api, request.images[0], request.platforms) if len(request.images) == 1 \
         else list(request.images)
-    return push(docker_api, local, targets, tagset.tags, progress=progress, annotations=annotations)
+    results = push(docker_api, local, targets, tagset.tags, progress=progress, annotations=annotations)
+    if request.sign is not None or request.sbom:
+        _after_push(results, request, local, project_dir / "bgeimg.lock", progress or (lambda _msg: None))
+    return results
+
+
+def _after_push(results: list[Pushed], request: ReleaseRequest, local: list[str], lock: Path,
+                say: Callable[[str], None]) -> None:
+    """Attach the SBOMs and/or sign each registry's pushed digest; a failure is that registry's error (exit 3).
+    The SBOMs go first, so a signature made afterwards is the last word on what was released."""
+    from bgeimg.analyze.report import analyze
+    from bgeimg.oci.reference import Reference
+    from bgeimg.release import sbom, sign
+
+    boms = {}
+    if request.sbom:
+        for image in local:
+            report = analyze(image, source="engine")
+            boms[report.platform] = sbom.to_json(sbom.build(report, lock))
+    for result in results:
+        if not result.ok or not result.digest:
+            continue
+        client = RegistryClient(result.registry)
+        pushed = Reference(result.registry, result.repository, None, result.digest)
+        try:
+            if boms:
+                result.sboms = sbom.attach_all(client, result.repository, result.digest, boms)
+                say(f"{result.registry}/{result.repository}@{result.digest}: SBOM attached for "
+                    f"{', '.join(result.sboms)}")
+            if request.sign is not None:
+                sign.sign(client, pushed, request.sign)
+                result.signed = True
+                say(f"{result.registry}/{result.repository}@{result.digest}: signed (index and every platform)")
+        except BgeimgError as exc:
+            result.error = f"pushed {result.digest}, but: {exc}"
 
 
 def check_results(results: list[Pushed]) -> None:
