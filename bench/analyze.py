@@ -3,11 +3,12 @@ run (empty layer cache) and second run (cache warm): wall time, peak RSS and the
 
     python bench/analyze.py [--runs 3] [--mb 1100] [--files 20000]
 
-Builds (or reuses) bgeimg-test-analyze/bench:<hash> in the test bed's engine: the stand-in python:3.11-slim, a
-layer of many small files (like a venv), big random files in three layers, one overwritten and one deleted in a
-later layer. Saves it once to /var/cache/bgeimg-testbed/bench/ (outside the clone; `docker load`ed again when the
-engine lost the image) and pushes it once to the test bed's registry. Then runs each tool as a child process
-`--runs` times, interleaved, measuring wall time and the child's peak RSS (os.wait4 rusage), and prints medians:
+Builds (or reuses) bgeimg-bench/analyze:<hash> in the test bed's engine (not bgeimg-test-*, which test runs clean
+up): the stand-in python:3.11-slim, a layer of many small files (like a venv), big random files in three layers,
+one overwritten and one deleted in a later layer. Saves it once to /var/cache/bgeimg-testbed/bench/ (outside the
+clone; `docker load`ed again when the engine lost the image) and pushes it once to the test bed's registry. Then
+runs each tool as a child process `--runs` times, interleaved, measuring wall time and the child's peak RSS
+(os.wait4 rusage), and prints medians:
 
 - engine: `dive IMAGE` and `bgeimg analyze IMAGE`, first (empty cache: the engine's `docker save` streamed) and
   second (cache warm: the inspect only); `docker save` alone, the floor of any tool that reads layers from it.
@@ -39,6 +40,7 @@ from pathlib import Path
 CACHE = Path(os.environ.get("BGEIMG_TESTBED_CACHE", "/var/cache/bgeimg-testbed")) / "bench"
 DOCKER = shutil.which("docker") or "/usr/bin/docker"
 REGISTRY = os.environ.get("BGEIMG_TEST_REGISTRY", "127.0.0.1:5000")
+REMOTE_REPO = "bgeimg-test-analyze/bench"  # in the test bed's registry
 TRANSFER = """
 import json, sys
 from bgeimg.oci.reference import parse_reference
@@ -67,7 +69,7 @@ def ensure_archive(mb: int, files: int) -> tuple[str, Path]:
     import docker
 
     text = dockerfile(mb, files)
-    tag = "bgeimg-test-analyze/bench:" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    tag = "bgeimg-bench/analyze:" + hashlib.sha256(text.encode()).hexdigest()[:12]
     archive = CACHE / (tag.split(":")[1] + ".tar")
     api = docker.APIClient(timeout=3600, **docker.utils.kwargs_from_env())
     try:
@@ -76,7 +78,10 @@ def ensure_archive(mb: int, files: int) -> tuple[str, Path]:
             return tag, archive
     except docker.errors.ImageNotFound:
         if archive.exists():  # another session pruned the image: the saved archive brings it back as it was
-            subprocess.run([DOCKER, "load", "-q", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL)
+            loaded = subprocess.run([DOCKER, "load", "-q", "-i", str(archive)], check=True, capture_output=True,
+                                    text=True).stdout.split()[-1]  # "Loaded image: NAME" (an older archive's name)
+            if loaded != tag:
+                subprocess.run([DOCKER, "tag", loaded, tag], check=True)
             return tag, archive
         print(f"building {tag} (~{mb} MB)...", file=sys.stderr)
         for chunk in api.build(fileobj=io.BytesIO(text.encode()), tag=tag, rm=True, decode=True,
@@ -95,7 +100,7 @@ def ensure_pushed(tag: str) -> str:
     import urllib.error
     import urllib.request
 
-    repo, ref = tag.split(":")
+    repo, ref = REMOTE_REPO, tag.split(":")[1]
     target = f"{REGISTRY}/{repo}:{ref}"
     req = urllib.request.Request(f"http://{REGISTRY}/v2/{repo}/manifests/{ref}", method="HEAD",
                                  headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
