@@ -192,6 +192,10 @@ ensure_release_tools() { # for the release tests (sign/verify, canary nginx -t);
         say "warning: cosign unavailable (log: $log): the signing tests will fail"
     [[ -x $NGINX_BIN ]] || { say "fetching nginx (log: $log)"; fetch_deb "$SUITE" nginx >>"$log" 2>&1; } ||
         say "warning: nginx unavailable (log: $log): the canary tests will fail"
+    # skopeo: an OCI client that is not bgeimg, to read the bundles it writes (bookworm's 1.9 is enough)
+    command -v skopeo >/dev/null || { say "installing skopeo (log: $log)";
+        { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y skopeo; } >>"$log" 2>&1; } ||
+        say "warning: skopeo unavailable (log: $log): the bundle interoperability test will fail"
 }
 
 # ---------------------------------------------------------------- binfmt

@@ -5,7 +5,6 @@ skopeo, with a shared base stored once."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -113,11 +112,11 @@ DOCKER26 = "/var/run/bgeimg-docker26.sock"  # scripts/testbed.sh up --modern: Do
 
 
 def skopeo() -> str:
-    """Debian's skopeo, installed when missing (the test bed has apt)."""
-    if not shutil.which("skopeo"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "skopeo"], check=True, capture_output=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    return shutil.which("skopeo") or "skopeo"
+    """Debian's skopeo (scripts/testbed.sh up --modern installs it)."""
+    found = shutil.which("skopeo")
+    if not found:
+        pytest.fail("skopeo is not installed: run scripts/testbed.sh up --modern")
+    return found
 
 
 @pytest.fixture()
