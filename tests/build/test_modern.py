@@ -304,7 +304,7 @@ def test_doctor_reports_engine_store_buildx_and_builders(engine_name, version, s
     assert any(ln.startswith("pass  buildx: github.com/docker/buildx 0.13.1") for ln in lines)
     builder = next(ln for ln in lines if ln.startswith("pass  builder default: driver docker; platforms "))
     assert "linux/amd64" in builder and "linux/arm64" in builder
-    multi = [ln for ln in lines if "multi-platform" in ln]
+    multi = [ln for ln in lines if "multi-platform:" in ln]
     if store == "classic":
         assert multi and multi[0].startswith("warn  multi-platform: builder default (docker driver) on a classic")
     else:
