@@ -31,6 +31,7 @@
 #   BGEIMG_TESTBED_ARCHES          default architectures of `up` (default "amd64 arm64")
 #   BGEIMG_TESTBED_MODERN=1        same as `up --modern`
 #   BGEIMG_DOCKER26_SUBNET         the second daemon's bridge address (default 172.30.0.1/24)
+#   (up --modern also unpacks cosign and nginx into $CACHE/tools for the release tests; `env` exports their paths)
 #   BGEIMG_TESTBED_MIN_FREE_GB     below this much free disk (default 25), `up` removes what earlier test runs
 #                                  left in the engine and trims its build cache to BGEIMG_TESTBED_BUILD_CACHE (10GB)
 set -euo pipefail
@@ -160,6 +161,37 @@ need_pkgs() {
             /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
         fi
     fi
+}
+
+# ---------------------------------------------------------------- release tools (optional)
+# cosign (Debian 13 only) and nginx, unpacked into the cache with `apt-get download` + `dpkg -x`: nothing on the
+# system is installed or upgraded, and a private apt directory per suite leaves the system's sources alone.
+TOOLS_DIR="$CACHE/tools"
+COSIGN_BIN="$TOOLS_DIR/root/usr/bin/cosign"
+NGINX_BIN="$TOOLS_DIR/root/usr/sbin/nginx"
+
+# fetch_deb SUITE PACKAGE: download PACKAGE from Debian's SUITE into $TOOLS_DIR/debs and unpack it into root/
+fetch_deb() {
+    local suite=$1 pkg=$2 apt="$TOOLS_DIR/apt-$1" opts
+    mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/parts" "$TOOLS_DIR/debs" "$TOOLS_DIR/root"
+    echo "deb $MIRROR_URL $suite main" >"$apt/sources.list"
+    opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=$apt/parts"
+          -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o Debug::NoLocking=1)
+    [[ -n $(ls "$apt/lists" 2>/dev/null | grep Packages) ]] || apt-get "${opts[@]}" update || return 1
+    (cd "$TOOLS_DIR/debs" && apt-get "${opts[@]}" download "$pkg") || return 1
+    dpkg -x "$(ls -t "$TOOLS_DIR/debs/${pkg}_"*.deb | head -1)" "$TOOLS_DIR/root"
+}
+
+ensure_release_tools() { # for the release tests (sign/verify, canary nginx -t); a failure here only warns
+    local log="$LOG_DIR/tools.log"
+    if [[ ${BGEIMG_TESTBED_NO_APT:-0} == 1 ]]; then
+        [[ -x $COSIGN_BIN && -x $NGINX_BIN ]] || say "warning: BGEIMG_TESTBED_NO_APT=1: cosign/nginx not fetched"
+        return 0
+    fi
+    [[ -x $COSIGN_BIN ]] || { say "fetching cosign from trixie (log: $log)"; fetch_deb trixie cosign >>"$log" 2>&1; } ||
+        say "warning: cosign unavailable (log: $log): the signing tests will fail"
+    [[ -x $NGINX_BIN ]] || { say "fetching nginx (log: $log)"; fetch_deb "$SUITE" nginx >>"$log" 2>&1; } ||
+        say "warning: nginx unavailable (log: $log): the canary tests will fail"
 }
 
 # ---------------------------------------------------------------- binfmt
@@ -710,7 +742,8 @@ cmd_up() {
     trim_engine
     say "dockerd and registry up at $(elapsed)"
     local d26_note=""
-    if ((modern)); then
+    if ((modern)); then  # what only the full test run needs: the second engine and the release tools
+        ensure_release_tools
         ensure_docker26
         trim_engine "$D26_WRAPPER"
         d26_note=" docker26=unix://$D26_SOCK"
@@ -788,6 +821,8 @@ cmd_env() {
 export DOCKER_HOST=unix://$DOCKER_SOCK
 export BGEIMG_TEST_REGISTRY=$REG
 export BGEIMG_TESTBED_CACHE=$CACHE
+export BGEIMG_COSIGN=$COSIGN_BIN
+export BGEIMG_NGINX=$NGINX_BIN
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:\$PATH
 EOF
     # the second engine, for tests that want Docker 26 (tests skip it, or fail under CI, when it is absent)

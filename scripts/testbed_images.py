@@ -111,7 +111,7 @@ def prepare_layer(rootfs_tar: str, cache_dir: str) -> dict:
     log(f"compressing {rootfs_tar}")
     t0 = time.time()
     h_raw = hashlib.sha256()
-    tmp = gz_path + ".tmp"
+    tmp = f"{gz_path}.{os.getpid()}.tmp"  # per process: two concurrent `up`s must not write one file
     with open(rootfs_tar, "rb") as src, open(tmp, "wb") as raw_out:
         # filename="" and mtime=0 make the gzip header deterministic
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw_out, compresslevel=6, mtime=0) as gz:

@@ -89,7 +89,7 @@ def from_registry(client, repository: str, ref: str) -> IndexInfo:
 def from_engine(docker_api, ref: str) -> IndexInfo:
     """The image `ref` in a containerd image store, from the OCI layout `docker save` streams (layer blobs are
     read past, not kept)."""
-    from bgeimg.analyze.layers import CHUNK, ChunkStream
+    from bgeimg.oci.streams import CHUNK, ChunkStream
 
     stream = io.BufferedReader(ChunkStream(docker_api.get_image(ref, chunk_size=CHUNK)), CHUNK)
     blobs: dict[str, bytes] = {}

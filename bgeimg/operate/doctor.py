@@ -8,6 +8,7 @@ the name of a credential helper.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from bgeimg.errors import BgeimgError, redact
 from bgeimg.oci.reference import split_registry
-from bgeimg.profile import Profile
+from bgeimg.profile import Profile, cuda
 
 
 class DoctorFailed(BgeimgError):
@@ -128,7 +129,44 @@ def gpu_check(profile: Profile, info: dict | None) -> list[Check]:
     # Building a CUDA image needs no GPU; running it does. Required only to run, so not for the exit code.
     return [Check("nvidia runtime", ok, f"runtimes: {', '.join(runtimes) or 'none'}",
                   "" if ok else "install nvidia-container-toolkit and run nvidia-ctk runtime configure --runtime=docker",
-                  required=False)]
+                  required=False), driver_check(profile)]
+
+
+def host_driver() -> tuple[str | None, str]:
+    """(driver version, what was seen) from nvidia-smi on this host."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None, "nvidia-smi not found: no NVIDIA driver on this host"
+    try:
+        run = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"nvidia-smi did not answer ({type(exc).__name__})"
+    versions = run.stdout.split()
+    if run.returncode != 0 or not versions or not re.fullmatch(r"\d+(?:\.\d+)+", versions[0]):
+        why = (run.stderr or run.stdout).strip().splitlines()
+        return None, f"nvidia-smi failed: {why[0] if why else f'exit {run.returncode}'}"
+    return versions[0], f"driver {versions[0]}"
+
+
+def driver_check(profile: Profile) -> Check:
+    """The host's driver against the oldest one the image's CUDA runs on (the io.bgeimg.cuda.min_driver label)."""
+    flavour = cuda.flavour(profile.cuda or cuda.DEFAULT)
+    need = f">= {flavour.min_driver} for CUDA {flavour.version}"
+    older = [f for f in cuda.FLAVOURS.values() if _version(f.min_driver) < _version(flavour.min_driver)]
+    alternative = f", or build for it with --set cuda={older[-1].version}" if older else ""
+    version, seen = host_driver()
+    if version is None:
+        return Check("nvidia driver", False, f"{seen} (the image needs {need})",
+                     f"install the NVIDIA driver {flavour.min_driver} or newer (on a GPU host)", required=False)
+    if _version(version) < _version(flavour.min_driver):
+        return Check("nvidia driver", False, f"{seen} is older than the image needs ({need})",
+                     f"upgrade the NVIDIA driver to {flavour.min_driver} or newer{alternative}", required=False)
+    return Check("nvidia driver", True, f"{seen} ({need})", required=False)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
 
 
 def registry_checks(registries: list[str], info: dict | None) -> list[Check]:

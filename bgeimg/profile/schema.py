@@ -6,10 +6,12 @@ import re
 from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bgeimg.oci.platform import PLATFORM_RE
 from bgeimg.oci.reference import InvalidReference, check_reference
+from bgeimg.profile.cuda import DEFAULT as DEFAULT_CUDA
+from bgeimg.profile.cuda import FLAVOURS, flavour
 
 # ---------------------------------------------------------------------------------------------------------
 # Value grammars. Anything that reaches a Dockerfile or a shell line must match one of these, so a value can
@@ -138,7 +140,10 @@ class Server(_Strict):
 
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    max_batch_size: int = Field(32, ge=1, le=4096)
+    max_batch_size: int = Field(32, ge=1, le=4096)  # texts per forward pass
+    max_batch_tokens: int = Field(16384, ge=1, le=1_048_576)  # padded tokens (texts x longest) per forward pass
+    max_queue: int = Field(512, ge=1, le=1_000_000)  # texts waiting; more are answered 429 at once
+    grace_seconds: int = Field(20, ge=0, le=3600)  # SIGTERM: time to finish queued work before exiting
     max_length: int | None = Field(None, ge=1, le=131072)
     healthcheck_interval: int = Field(15, ge=1, le=3600)
     start_period: int = Field(120, ge=1, le=3600)  # Docker refuses 0
@@ -217,6 +222,8 @@ class Profile(_Strict):
     python: Literal["base", "apt"] = "base"  # base image ships python3 + venv, or install them with apt
     apt_packages: list[str] = Field(default_factory=list)
     device: Literal["cpu", "cuda"] = "cpu"
+    # the CUDA flavour (cuda.py) of a device: cuda image: picks the torch wheel index and the driver floor
+    cuda: str | None = Field(None, validate_default=True)
     platforms: list[str] = Field(default_factory=lambda: ["linux/amd64"])
     requirements: list[str]
     torch_index_url: str | None = None
@@ -244,6 +251,23 @@ class Profile(_Strict):
             check_reference(v)
         except InvalidReference:
             raise ValueError(f"{v!r} is not a valid image reference (name[:tag][@sha256:digest])") from None
+        return v
+
+    @field_validator("cuda", mode="before")
+    @classmethod
+    def _cuda(cls, v: object, info: ValidationInfo) -> str | None:
+        device = info.data.get("device")
+        choices = ", ".join(FLAVOURS)
+        if v is None:
+            if device == "cuda":
+                raise ValueError(f"device cuda needs a CUDA flavour: set cuda: \"{DEFAULT_CUDA}\" (one of {choices})")
+            return None
+        v = f"{v}" if isinstance(v, (float, int)) and not isinstance(v, bool) else v  # YAML reads 12.8 as a number
+        if not isinstance(v, str) or v not in FLAVOURS:
+            raise ValueError(f"{v!r} is not a CUDA flavour; choose one of {choices} (quote it: \"12.8\")")
+        if device != "cuda":
+            raise ValueError("a CUDA flavour is for device: cuda images only; remove cuda: (--set cuda=null) or set "
+                             "device: cuda")
         return v
 
     @field_validator("apt_packages")
@@ -298,6 +322,11 @@ class Profile(_Strict):
     @classmethod
     def _text(cls, v: str | None) -> str | None:
         return None if v is None else _check(v, _SAFE_TEXT_RE, "text (no quotes, '$', backslash or control characters)")
+
+    @property
+    def torch_index(self) -> str | None:
+        """The extra index torch comes from: the profile's own (e.g. a mirror), else its CUDA flavour's."""
+        return self.torch_index_url or (flavour(self.cuda).index_url if self.cuda else None)
 
     @property
     def runtime_base(self) -> str:

@@ -28,6 +28,7 @@ from bgeimg.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCK
 from bgeimg.oci.platform import ARCH_SUFFIX, platform_matches, platform_str
 from bgeimg.oci.reference import check_repository, split_registry, split_tag
 from bgeimg.oci.registry import RegistryClient, RegistryError, Stats
+from bgeimg.release.sign import KeySpec
 
 
 class PushError(BgeimgError):
@@ -88,6 +89,8 @@ class Pushed:
     platforms: list[str] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
     error: str | None = None
+    signed: bool = False  # push --sign: the index and every platform manifest
+    sboms: dict[str, str] = field(default_factory=dict)  # push --sbom: platform -> the attached SBOM's digest
 
     @property
     def ok(self) -> bool:
@@ -96,7 +99,8 @@ class Pushed:
     def to_json(self) -> dict:
         return {"registry": self.registry, "repository": self.repository, "digest": self.digest, "tags": self.tags,
                 "platforms": self.platforms, "error": self.error, "bytes_uploaded": self.stats.blob_bytes_uploaded,
-                "blobs_uploaded": self.stats.blobs_uploaded, "blobs_skipped": self.stats.blobs_skipped}
+                "blobs_uploaded": self.stats.blobs_uploaded, "blobs_skipped": self.stats.blobs_skipped,
+                "signed": self.signed, "sboms": self.sboms}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -467,6 +471,8 @@ class ReleaseRequest:
     long_commit: bool = False
     allow_dirty: bool = False
     platforms: list[str] | None = None
+    sign: KeySpec | None = None  # sign what was pushed with this key
+    sbom: bool = False  # attach a CycloneDX SBOM of the image to the pushed digest
 
 
 def release(request: ReleaseRequest, *, config_registry: str | None, config_tags: dict, project_dir: Path,
@@ -493,7 +499,41 @@ def release(request: ReleaseRequest, *, config_registry: str | None, config_tags
     docker_api = api_client()
     local = platform_images(docker_api, request.images[0], request.platforms) if len(request.images) == 1 \
         else list(request.images)
-    return push(docker_api, local, targets, tagset.tags, progress=progress, annotations=annotations)
+    results = push(docker_api, local, targets, tagset.tags, progress=progress, annotations=annotations)
+    if request.sign is not None or request.sbom:
+        _after_push(results, request, local, project_dir / "bgeimg.lock", progress or (lambda _msg: None))
+    return results
+
+
+def _after_push(results: list[Pushed], request: ReleaseRequest, local: list[str], lock: Path,
+                say: Callable[[str], None]) -> None:
+    """Attach the SBOMs and/or sign each registry's pushed digest; a failure is that registry's error (exit 3).
+    The SBOMs go first, so a signature made afterwards is the last word on what was released."""
+    from bgeimg.analyze.report import analyze
+    from bgeimg.oci.reference import Reference
+    from bgeimg.release import sbom, sign
+
+    boms = {}
+    if request.sbom:
+        for image in local:
+            report = analyze(image, source="engine")
+            boms[report.platform] = sbom.to_json(sbom.build(report, lock))
+    for result in results:
+        if not result.ok or not result.digest:
+            continue
+        client = RegistryClient(result.registry)
+        pushed = Reference(result.registry, result.repository, None, result.digest)
+        try:
+            if boms:
+                result.sboms = sbom.attach_all(client, result.repository, result.digest, boms)
+                say(f"{result.registry}/{result.repository}@{result.digest}: SBOM attached for "
+                    f"{', '.join(result.sboms)}")
+            if request.sign is not None:
+                sign.sign(client, pushed, request.sign)
+                result.signed = True
+                say(f"{result.registry}/{result.repository}@{result.digest}: signed (index and every platform)")
+        except BgeimgError as exc:
+            result.error = f"pushed {result.digest}, but: {exc}"
 
 
 def check_results(results: list[Pushed]) -> None:

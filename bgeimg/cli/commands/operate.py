@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from bgeimg.cli.commands.profiles import resolve_profile
-from bgeimg.cli.options import ConfigOpt, JsonOpt, ProfileOpt, ProfilesDirOpt, SetOpt
+from bgeimg.cli.options import ConfigOpt, JsonOpt, KeyOpt, ProfileOpt, ProfilesDirOpt, SetOpt
 from bgeimg.cli.output import emit_json, line, out, say
 from bgeimg.oci.platform import parse_list
 
@@ -26,19 +26,47 @@ def deploy_render(
     model_claim: Optional[str] = typer.Option(None, "--model-claim", help="external-model: PVC holding the weights."),
     backend: Optional[List[str]] = typer.Option(None, "--backend", help="nginx: host:port of a replica. Repeatable."),
     allow_tag: bool = typer.Option(False, "--allow-tag", help="Accept an image by tag (not traceable)."),
+    canary: Optional[str] = typer.Option(None, "--canary", help="k8s, nginx: a candidate REGISTRY/REPO@sha256:... "
+                                         "that takes --weight percent of the traffic."),
+    weight: float = typer.Option(10, "--weight", help="Percent of the traffic for the canary (0-100, 2 decimals)."),
+    split_key: str = typer.Option("client", "--split-key", help="nginx: what split_clients hashes: client (the "
+                                  "address) or header:NAME (falls back to the address)."),
+    gateway: Optional[str] = typer.Option(None, "--gateway", help="k8s canary: a Gateway API HTTPRoute on this "
+                                          "Gateway splits by weight."),
+    gateway_namespace: Optional[str] = typer.Option(None, "--gateway-namespace", help="The Gateway's namespace."),
+    canary_backend: Optional[List[str]] = typer.Option(None, "--canary-backend",
+                                                       help="nginx canary: host:port of a candidate replica. "
+                                                       "Repeatable."),
+    require_signature: bool = typer.Option(False, "--require-signature",
+                                           help="Refuse unless every image verifies against --key (cosign)."),
+    key: KeyOpt = None,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write files here instead of stdout."),
     profile: ProfileOpt = None,
     set_: SetOpt = None,
     config: ConfigOpt = None,
     profiles_dir: ProfilesDirOpt = None,
 ) -> None:
-    """Kubernetes Deployment + Service + HPA, a compose file, or an nginx least_conn upstream."""
+    """Kubernetes Deployment + Service + HPA, a compose file, or an nginx least_conn upstream; with --canary, a
+    stable and a candidate side by side."""
+    from bgeimg.operate import canary as canaries
     from bgeimg.operate import deploy
+    from bgeimg.release import sign
 
+    spec = sign.key_spec(key, private=False) if require_signature else None
     resolved = resolve_profile(profile, set_, config, profiles_dir)
-    files = deploy.render(target, resolved.profile, deploy.DeployOptions(
+    options = deploy.DeployOptions(
         image=image, replicas=replicas, name=name, namespace=namespace, allow_tag=allow_tag,
-        min_replicas=min_replicas, max_replicas=max_replicas, model_claim=model_claim, backends=tuple(backend or ())))
+        min_replicas=min_replicas, max_replicas=max_replicas, model_claim=model_claim, backends=tuple(backend or ()))
+    if canary:
+        plan = canaries.CanaryOptions(candidate=canary, weight=weight, split_key=split_key, gateway=gateway,
+                                      gateway_namespace=gateway_namespace, backends=tuple(canary_backend or ()))
+        files = canaries.render(target, resolved.profile, options, plan)
+    else:
+        canaries.refuse_without_canary(split_key, gateway, tuple(canary_backend or ()))
+        files = deploy.render(target, resolved.profile, options)
+    if spec is not None:  # after the input checks, before anything is written
+        for ref in [image, *([canary] if canary else [])]:
+            sign.verify_ref(ref, spec)
     if output is None:
         for text in files.values():
             sys.stdout.write(text)
