@@ -209,7 +209,8 @@ def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None,
 
 
 def _from_contents(c: _ArchiveContents, ref: str, source: str, want: str | None, what: str) -> ImageData:
-    if "manifest.json" in c.jsons:
+    # A containerd store's `docker save` has both: manifest.json lists the host's platform only, index.json them all
+    if "manifest.json" in c.jsons and not (want and "index.json" in c.jsons):
         entries = _loads(c.jsons["manifest.json"], f"manifest.json of {what}")
         if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict) \
                 or "Config" not in entries[0] or not isinstance(entries[0].get("Layers"), list):

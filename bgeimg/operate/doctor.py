@@ -58,7 +58,7 @@ def builder_checks(platforms: list[str], info: dict | None = None) -> list[Check
     from bgeimg.build.backends.buildx import BuildxEngine
 
     store = builders.image_store(info or {})
-    checks = [Check("image store", True, f"{store}" + (" (containerd snapshotter: multi-platform local images)"
+    checks = [Check("image store", True, f"{store}" + (" (containerd snapshotter: several platforms in one local image)"
                                                        if store == "containerd" else " (one platform per local image)"))]
     buildx = BuildxEngine()
     multi = len(platforms) > 1

@@ -106,6 +106,14 @@ class BuildxEngine(Backend):
         """Whether `--load` of these platforms in one call gives a multi-platform local image."""
         return len(platforms) > 1
 
+    def _is_context(self, request: BuildRequest) -> bool:
+        """A docker-driver builder named by `--builder` is a docker context: buildx wants `docker --context`."""
+        return bool(request.builder) and self._driver() == "docker"
+
+    def _cli(self, request: BuildRequest) -> list[str]:
+        return [self.docker, "--context", request.builder] if self._is_context(request) and request.builder \
+            else [self.docker]
+
     def _driver(self) -> str:
         try:
             return self.builder().driver
@@ -116,9 +124,9 @@ class BuildxEngine(Backend):
 
     def command(self, request: BuildRequest, metadata_file: Path, oci_archive: Path | None = None) -> list[str]:
         """The exact command line (unit-tested)."""
-        cmd = [self.docker, "buildx", "build", "--progress=plain", "--platform", ",".join(request.platforms),
+        cmd = [*self._cli(request), "buildx", "build", "--progress=plain", "--platform", ",".join(request.platforms),
                "--file", str(request.context_dir / request.dockerfile), "--metadata-file", str(metadata_file)]
-        if request.builder:
+        if request.builder and not self._is_context(request):
             cmd += ["--builder", request.builder]
         cmd += plain.cli_args(request)
         for ref in request.cache_to:
@@ -166,10 +174,11 @@ class BuildxEngine(Backend):
     def _load_and_push(self, archive: Path, request: BuildRequest, log: StepLog) -> Iterator[BuildEvent]:
         """The OCI archive of a reproducible build into the engine (a containerd store keeps its digests), tagged
         with every tag, then pushed when asked: `docker push` of an index pushes every platform."""
-        steps = [("load", [self.docker, "load", "-i", str(archive)])]
-        steps += [("tag", [self.docker, "tag", request.tags[0], tag]) for tag in request.tags[1:]]
+        cli = self._cli(request)
+        steps = [("load", [*cli, "load", "-i", str(archive)])]
+        steps += [("tag", [*cli, "tag", request.tags[0], tag]) for tag in request.tags[1:]]
         if request.push:
-            steps += [("push", [self.docker, "push", "--quiet", tag]) for tag in request.tags]
+            steps += [("push", [*cli, "push", "--quiet", tag]) for tag in request.tags]
         for what, cmd in steps:
             yield log.step(f"{what} {cmd[-1] if what != 'load' else request.tags[0]}")
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
