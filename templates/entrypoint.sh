@@ -13,5 +13,9 @@ if [ ! -f "$BGE_MODEL_DIR/config.json" ]; then
   fi
   python -m bge_server.fetch || exit 1
 fi
-# serve drains on SIGTERM (finishes queued requests, exits 0); it reads BGE_PORT and BGE_WORKERS
-exec python -m bge_server.serve bge_server.app:app
+# serve drains on SIGTERM (finishes queued requests, exits 0); it reads BGE_PORT and BGE_WORKERS.
+# An app_dir of the user's own without serve.py is started with plain uvicorn, as before.
+if [ -f /opt/app/bge_server/serve.py ]; then
+  exec python -m bge_server.serve bge_server.app:app
+fi
+exec python -m uvicorn bge_server.app:app --host 0.0.0.0 --port "$BGE_PORT" --workers "$BGE_WORKERS" --no-access-log
