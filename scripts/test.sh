@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CACHE="${BGEIMG_TESTBED_CACHE:-/var/cache/bgeimg-testbed}"
 VENV="${BGEIMG_VENV:-$CACHE/venv}"
 
-bash scripts/testbed.sh up
+bash scripts/testbed.sh up --modern  # everything: both architectures, Docker 20.10 and Docker 26
 eval "$(bash scripts/testbed.sh env)"
 
 if [[ ! -x "$VENV/bin/python" ]]; then

@@ -24,7 +24,9 @@ def _graph() -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                # `from pkg import mod` needs pkg.mod; `from pkg import name` needs pkg (its __init__)
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                           for a in node.names]
             deps |= {t for t in targets if t in modules and t != name}
         graph[name] = deps
     return graph

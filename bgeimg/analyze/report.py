@@ -114,6 +114,8 @@ class ImageReport:
     final_files: dict[str, int] | None = field(default=None, repr=False, metadata={"json": False})  # path -> size
     live: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False, metadata={"json": False})  # path -> (layer, size)
     records: dict[str, bytes] = field(default_factory=dict, repr=False, metadata={"json": False})  # RECORD path -> text
+    system: dict[str, bytes] = field(default_factory=dict, repr=False, metadata={"json": False})  # dpkg status, os-release
+    distributions: list[Package] = field(default_factory=list, repr=False, metadata={"json": False})  # all, for sbom
     probes: dict[str, dict] = field(default_factory=dict, repr=False, metadata={"json": False})  # what --advise's probes saw
     base_layers: int = field(default=0, metadata={"json": False})  # how many layers come from the base image
     config: dict = field(default_factory=dict, repr=False, metadata={"json": False})  # the image config
@@ -421,6 +423,7 @@ def build_report(data: ImageData) -> ImageReport:
 
     replay = _Replay()
     records: dict[str, bytes] = {}
+    system: dict[str, bytes] = {}
     probes: dict[str, dict] = {"elf_strippable": {}, "py_imports": {}, "texts": {}}  # filled by analyze --advise
     layers: list[LayerReport] = []
     written = 0
@@ -435,6 +438,7 @@ def build_report(data: ImageData) -> ImageReport:
         if scan is not None:
             replay.apply(i, scan)
             records.update(scan.records)
+            system.update(scan.system)
             if scan.py_imports or scan.elf_strippable or scan.texts:
                 for name, found in probes.items():  # what this layer rewrote replaces what lower layers said
                     for path in scan.files.keys() & found.keys():
@@ -459,21 +463,26 @@ def build_report(data: ImageData) -> ImageReport:
     compressed = sum(k or 0 for k in known) if known and all(k is not None for k in known) else None
     biggest = [FileSize(p, s) for p, (_, s) in heapq.nlargest(TOP_FILES * 2, replay.live.items(),
                                                               key=lambda kv: kv[1][1])] if scanned else []
+    distributions = _packages(records, replay.live) if scanned else []
     report = ImageReport(
         ref=data.ref, source=data.source, platform=data.platform, config_digest=data.config_digest,
         manifest_digest=data.manifest_digest, labels=labels, size=size, compressed_size=compressed, layers=layers,
-        categories=categories, packages=_packages(records, replay.live)[:TOP_PACKAGES * 4] if scanned else [],
+        categories=categories, packages=distributions[:TOP_PACKAGES * 4],
         biggest_files=biggest, waste=_waste(replay, written) if scanned else None, files_scanned=scanned,
         warnings=warnings,
         final_files={p: s for p, (_, s) in replay.live.items()} if scanned else None,
-        live=replay.live, records=records, probes=probes,
+        live=replay.live, records=records, probes=probes, distributions=distributions,
+        system={p: text for p, text in system.items() if p in replay.live},  # deleted or replaced later: gone
         base_layers=next((i for i, layer in enumerate(layers) if layer.category != "base image"), len(layers)),
         config=cfg)
     return report
 
 
-def analyze(ref: str, platform: str | None = None, source: str | None = None, probe: bool = False) -> ImageReport:
-    """Read IMAGE from its source and build its report; `probe` also looks inside files, for --advise."""
+def analyze(ref: str, platform: str | None = None, source: str | None = None, probe: bool = False,
+            cache: bool = True) -> ImageReport:
+    """Read IMAGE from its source and build its report; `probe` also looks inside files, for --advise; `cache`
+    reuses layer scans by diff_id (bgeimg.analyze.cache)."""
+    from bgeimg.analyze.cache import open_cache
     from bgeimg.analyze.sources import open_image
 
-    return build_report(open_image(ref, platform=platform, source=source, probe=probe))
+    return build_report(open_image(ref, platform=platform, source=source, probe=probe, cache=open_cache(cache)))

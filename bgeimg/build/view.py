@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from rich.console import Console, Group
@@ -15,16 +16,19 @@ from bgeimg.build.backends.base import BuildEvent, StepLog
 from bgeimg.build.run import BuildReport
 
 _LINES = 6
+PROGRESS = ("auto", "plain", "quiet", "rawjson")  # buildx's --progress modes, shown bgeimg's way
 
 
 class LiveView:
     """A rich Live panel: platform, current step, elapsed time, the step's last lines. Use as a context manager
     and pass `update` as the build's `on_event`. On a non-terminal console it prints one line per step."""
 
-    def __init__(self, console: Console, verbosity: int = 0):
+    def __init__(self, console: Console, verbosity: int = 0, progress: str = "auto"):
         self.console = console
-        self.verbosity = verbosity  # -1 quiet: nothing; 1 verbose: every line the builder prints, too
-        live = console.is_terminal and verbosity >= 0
+        # --progress (buildx's words) over -q/-v: quiet prints nothing, plain every line, rawjson JSON lines
+        self.verbosity = {"quiet": -1, "plain": 1}.get(progress, verbosity)
+        self.progress = progress
+        live = console.is_terminal and self.verbosity >= 0 and progress == "auto"
         self.live = Live(console=console, refresh_per_second=4, transient=True) if live else None
         self.started = time.monotonic()
 
@@ -38,6 +42,14 @@ class LiveView:
             self.live.__exit__(*exc)
 
     def update(self, platform: str, event: BuildEvent, log: StepLog) -> None:
+        if event.kind == "note":
+            self.console.print(event.text, markup=False, highlight=False, soft_wrap=True)
+            return
+        if self.progress == "rawjson":  # one JSON object per event, for machines
+            if event.kind != "done":
+                print(json.dumps({"platform": platform, "kind": event.kind, "text": event.text}),
+                      file=self.console.file, flush=True)
+            return
         if self.verbosity < 0:
             return
         if self.verbosity > 0 and event.kind == "output":
@@ -69,4 +81,7 @@ def summary(report: BuildReport) -> Table:
 
 def tag_lines(report: BuildReport) -> list[str]:
     """`TAG  IMAGE-ID` per tag made; printed whole (soft-wrapped), since CI logs are narrow and a cut tag is useless."""
+    if report.index is not None:  # one index under every tag, whatever its platforms
+        digest = report.index["digest"].removeprefix("sha256:")[:12]
+        return [f"{tag}  {digest} (index)" for tag in report.platforms[0].tags]
     return [f"{tag}  {r.image_id.removeprefix('sha256:')[:12]}" for r in report.platforms for tag in r.tags]

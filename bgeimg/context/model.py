@@ -241,4 +241,6 @@ class Lock:
         data = {"version": 1, "comment": "written by bgeimg; commit it so every build gets the same weights",
                 "models": {k: {"id": m.model_id, "requested": m.requested, "commit": m.commit, "files": m.files}
                            for k, m in sorted(self.models.items())}}
-        self.path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        from bgeimg import atomic
+
+        atomic.write_text(self.path, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -17,7 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from bgeimg import __version__, resources
 from bgeimg.errors import RenderError
-from bgeimg.profile import Profile
+from bgeimg.profile import Profile, cuda
 
 Backend = Literal["classic", "buildkit"]
 
@@ -117,8 +117,8 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
             pip_mounts.append("--mount=type=bind,source=wheels,target=/tmp/build/wheels")
         else:
             builder_copies.append(("wheels/", "/tmp/build/wheels/"))
-    elif profile.torch_index_url:
-        pip_args += ["--extra-index-url", profile.torch_index_url]
+    elif profile.torch_index:
+        pip_args += ["--extra-index-url", profile.torch_index]
     if options.ca_bundle:
         pip_args += ["--cert", "/tmp/build/ca-bundle.crt"]
         if buildkit:
@@ -188,6 +188,13 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         "BGE_GRACE_SECONDS": str(profile.server.grace_seconds),
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
+    flavour = cuda.flavour(profile.cuda) if profile.cuda else None
+    if flavour:
+        # the server's driver check reads these (bge_server/device.py); the NVIDIA container runtime mounts the
+        # driver's compute libraries and nvidia-smi for these capabilities
+        env["BGE_CUDA_VERSION"] = flavour.version
+        env["BGE_MIN_DRIVER"] = flavour.min_driver
+        env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
     if profile.server.max_length:
         env["BGE_MAX_LENGTH"] = str(profile.server.max_length)
     if baked:
@@ -207,6 +214,9 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         # analyze --advise reads this: missing bytecode is a choice, not an oversight
         f"{LABEL_PREFIX}.slim.bytecode": profile.slim.bytecode,
     }
+    if flavour:  # for doctor, deploy render and whoever runs the image: the CUDA it needs, the driver floor
+        labels[f"{LABEL_PREFIX}.cuda.version"] = flavour.version
+        labels[f"{LABEL_PREFIX}.cuda.min_driver"] = flavour.min_driver
     labels.update(profile.labels)
 
     return {

@@ -70,3 +70,15 @@ def api_client(timeout: int = 900):
             "at a running engine, e.g. export DOCKER_HOST=unix:///var/run/docker.sock",
         ) from None
     return client
+
+
+def export_stream(docker_api, refs: list[str]):
+    """`docker save REFS...` as a readable stream (urllib3's response: read(n), close()), never whole in memory.
+    Several references in one save carry each shared layer once. Closing it early stops the engine's export."""
+    url = docker_api._url("/images/get")
+    resp = docker_api._get(url, params={"names": refs}, stream=True)
+    docker_api._raise_for_status(resp)
+    sock = docker_api._get_raw_response_socket(resp)
+    docker_api._disable_socket_timeout(sock)  # a large export can pause longer than the API timeout
+    resp.raw.decode_content = False
+    return resp.raw

@@ -34,7 +34,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from bgeimg.errors import OutsideError
-from bgeimg.oci.mediatypes import ACCEPT, INDEX_TYPES, MANIFEST_TYPES
+from bgeimg.oci.mediatypes import ACCEPT, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
 from bgeimg.oci.reference import DOCKER_HUB, DOCKER_HUB_API, DOCKER_HUB_AUTH_KEY, check_digest
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
@@ -293,7 +293,7 @@ class RegistryClient:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt >= self.retries or not _replayable(kw.get("data")):
                     raise RegistryError(f"cannot reach registry {self.host} ({method} {_safe_url(url)}): "
-                                        f"{_short(exc)}", hint=f"gave up after {attempt + 1} attempts") from None
+                                        f"{_short(exc)}", hint=f"gave up after {attempt + 1} attempt{'s' if attempt else ''}") from None
             else:
                 if resp.status_code not in RETRY_STATUS or attempt >= self.retries or not _replayable(kw.get("data")):
                     return resp
@@ -506,6 +506,10 @@ class RegistryClient:
 
     def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> str:
         """Put a manifest or index under a tag or its digest; returns the digest the registry stored."""
+        return self.put_manifest_with_headers(repo, ref, raw, media_type)[0]
+
+    def put_manifest_with_headers(self, repo: str, ref: str, raw: bytes, media_type: str) -> tuple[str, dict]:
+        """put_manifest, and the answer's headers (`OCI-Subject` says the registry indexed a referrer)."""
         digest = sha256_digest(raw)
         if ref.startswith("sha256:") and ref != digest:
             raise RegistryError(f"manifest bytes hash to {digest}, not {ref}")
@@ -516,7 +520,18 @@ class RegistryClient:
         if stored != digest:
             raise RegistryError(f"registry {self.host} stored {repo}:{ref} as {stored}, expected {digest}")
         self.stats.manifest_bytes_uploaded += len(raw)
-        return digest
+        return digest, dict(resp.headers)
+
+    def get_referrers(self, repo: str, digest: str) -> list[dict] | None:
+        """The referrers API's descriptors for `digest`, or None when the registry has no referrers API."""
+        check_digest(digest)
+        resp = self._request("GET", f"/v2/{repo}/referrers/{digest}", scope=self.pull_scope(repo),
+                             headers={"Accept": OCI_INDEX})
+        if resp.status_code == 404 or resp.headers.get("Content-Type", "").split(";")[0].strip() != OCI_INDEX:
+            resp.close()  # distribution 2.8 answers 404; some proxies answer 200 with something else
+            return None
+        self._check(resp, f"referrers of {repo}@{digest}")
+        return list(resp.json().get("manifests") or [])
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Ask the registry to link a blob from another repository (no bytes sent). False if it declined."""
@@ -546,6 +561,8 @@ class RegistryClient:
                 sent = self._upload_once(repo, digest, source, size, chunk_size, progress)
             except RegistryError as exc:
                 if isinstance(exc, (RegistryAuthError, NotFoundError)) or attempt >= self.retries:
+                    if attempt:  # the one-request count inside would say "after 1 attempt"
+                        exc.hint = f"gave up after {attempt + 1} attempts"
                     raise
                 last = exc
                 self.stats.retries += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ProfileError(f"{path}{where}: {problem}", "fix the YAML syntax") from None
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -119,7 +122,7 @@ def available(dirs: list[Path]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for d in reversed(dirs):  # built-ins first so user dirs override
         if not d.is_dir():
-            continue
+            raise ProfileError(f"--profiles-dir {d}: no such directory", "give a directory of *.yaml profiles")
         for f in sorted(d.glob("*.yaml")):
             found[f.stem] = f
             if not f.stem.startswith("_"):
@@ -131,22 +134,31 @@ def available(dirs: list[Path]) -> dict[str, Path]:
 def _aliases(path: Path) -> list[str]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, OSError):
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
         return []
     aliases = data.get("aliases", []) if isinstance(data, dict) else []
-    return [a for a in aliases if isinstance(a, str)]
+    return [a for a in aliases if isinstance(a, str)] if isinstance(aliases, list) else []
 
 
-def list_profiles(dirs: list[Path]) -> list[tuple[str, list[str], str, Path]]:
-    """(name, aliases, description, file) for each listable profile."""
+def list_profiles(dirs: list[Path], warn: Callable[[str], None] | None = None) -> list[tuple[str, list[str], str, Path]]:
+    """(name, aliases, description, file) for each listable profile; a broken file is skipped with a warning,
+    so one bad user profile does not hide the others."""
     rows = []
     seen: set[Path] = set()
     for name, path in sorted(available(dirs).items()):
         if name.startswith("_") or path in seen or path.stem != name:
             continue
         seen.add(path)
-        data = _read_yaml(path)
-        rows.append((name, list(data.get("aliases", [])), str(data.get("description", "")), path))
+        try:
+            data = _read_yaml(path)
+            aliases = data.get("aliases", [])
+            if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+                raise ProfileError(f"{path}: aliases: expected a list of names, got {aliases!r}"[:200])
+        except ProfileError as exc:
+            if warn is not None:
+                warn(str(exc))
+            continue
+        rows.append((name, list(aliases), str(data.get("description", "")), path))
     return rows
 
 

@@ -6,10 +6,12 @@ import re
 from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bgeimg.oci.platform import PLATFORM_RE
 from bgeimg.oci.reference import InvalidReference, check_reference
+from bgeimg.profile.cuda import DEFAULT as DEFAULT_CUDA
+from bgeimg.profile.cuda import FLAVOURS, flavour
 
 # ---------------------------------------------------------------------------------------------------------
 # Value grammars. Anything that reaches a Dockerfile or a shell line must match one of these, so a value can
@@ -54,7 +56,12 @@ def parse_model_ref(value: Any) -> Any:
     if value == "none":
         return {"source": "none"}
     if value.startswith("hf://"):
-        model_id, _, revision = value[len("hf://") :].partition("@")
+        model_id, at, revision = value[len("hf://") :].partition("@")
+        if at and not revision:  # `hf://org/name@` is a typo, never "main"
+            from bgeimg.errors import ProfileError
+
+            raise ProfileError(f"model {value!r} has an empty revision after '@'",
+                               f"give hf://{model_id}@main or a commit, or drop the '@'")
         return {"source": "hf", "id": model_id, "revision": revision or "main"}
     return {"source": "path", "path": value}
 
@@ -141,6 +148,14 @@ class Server(_Strict):
     healthcheck_interval: int = Field(15, ge=1, le=3600)
     start_period: int = Field(120, ge=1, le=3600)  # Docker refuses 0
 
+    @field_validator("port", "workers", "max_batch_size", "max_length", "healthcheck_interval", "start_period",
+                     mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML `true` would otherwise become 1
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
+
 
 class User(_Strict):
     """The non-root user the server runs as."""
@@ -207,6 +222,8 @@ class Profile(_Strict):
     python: Literal["base", "apt"] = "base"  # base image ships python3 + venv, or install them with apt
     apt_packages: list[str] = Field(default_factory=list)
     device: Literal["cpu", "cuda"] = "cpu"
+    # the CUDA flavour (cuda.py) of a device: cuda image: picks the torch wheel index and the driver floor
+    cuda: str | None = Field(None, validate_default=True)
     platforms: list[str] = Field(default_factory=lambda: ["linux/amd64"])
     requirements: list[str]
     torch_index_url: str | None = None
@@ -236,6 +253,23 @@ class Profile(_Strict):
             raise ValueError(f"{v!r} is not a valid image reference (name[:tag][@sha256:digest])") from None
         return v
 
+    @field_validator("cuda", mode="before")
+    @classmethod
+    def _cuda(cls, v: object, info: ValidationInfo) -> str | None:
+        device = info.data.get("device")
+        choices = ", ".join(FLAVOURS)
+        if v is None:
+            if device == "cuda":
+                raise ValueError(f"device cuda needs a CUDA flavour: set cuda: \"{DEFAULT_CUDA}\" (one of {choices})")
+            return None
+        v = f"{v}" if isinstance(v, (float, int)) and not isinstance(v, bool) else v  # YAML reads 12.8 as a number
+        if not isinstance(v, str) or v not in FLAVOURS:
+            raise ValueError(f"{v!r} is not a CUDA flavour; choose one of {choices} (quote it: \"12.8\")")
+        if device != "cuda":
+            raise ValueError("a CUDA flavour is for device: cuda images only; remove cuda: (--set cuda=null) or set "
+                             "device: cuda")
+        return v
+
     @field_validator("apt_packages")
     @classmethod
     def _apt(cls, v: list[str]) -> list[str]:
@@ -259,7 +293,8 @@ class Profile(_Strict):
             try:
                 Requirement(line)
             except InvalidRequirement as exc:
-                raise ValueError(f"{line!r} is not a valid requirement (PEP 508): {exc}") from None
+                raise ValueError(f"{line!r} is not a valid requirement (PEP 508): "
+                                 f"{str(exc).splitlines()[0]}") from None
         return v
 
     @field_validator("torch_index_url")
@@ -287,6 +322,11 @@ class Profile(_Strict):
     @classmethod
     def _text(cls, v: str | None) -> str | None:
         return None if v is None else _check(v, _SAFE_TEXT_RE, "text (no quotes, '$', backslash or control characters)")
+
+    @property
+    def torch_index(self) -> str | None:
+        """The extra index torch comes from: the profile's own (e.g. a mirror), else its CUDA flavour's."""
+        return self.torch_index_url or (flavour(self.cuda).index_url if self.cuda else None)
 
     @property
     def runtime_base(self) -> str:

@@ -52,3 +52,9 @@ def origin_url(project_dir: Path) -> str | None:
     """`remote.origin.url` with any user:password@ removed, for the source label."""
     url = _git(project_dir, "remote", "get-url", "origin")
     return re.sub(r"//[^/@]+@", "//", url) if url else None
+
+
+def commit_time(project_dir: Path) -> int | None:
+    """HEAD's commit time (seconds since the epoch), the default SOURCE_DATE_EPOCH of a reproducible build."""
+    text = _git(project_dir, "log", "-1", "--format=%ct", "HEAD")
+    return int(text) if text and text.isdigit() else None

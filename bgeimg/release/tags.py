@@ -169,19 +169,21 @@ def compute_tags(policy: TagPolicy, *, version: str | None = None, git: GitFacts
     """All tags for a push. `latest`: auto = only with a stable semver version; always; never."""
     result = TagSet()
     extra = [check_tag(t) for t in policy.extra]  # what the user typed is checked first
-    unknown = [s for s in policy.schemes if s not in SCHEMES]
+    unknown = [s for s in policy.schemes if s not in (*SCHEMES, "none")]
     if unknown:
-        raise TagError(f"unknown tag scheme {unknown[0]!r}", f"choose from {', '.join(SCHEMES)}")
-    if not policy.schemes and not policy.extra:
+        raise TagError(f"unknown tag scheme {unknown[0]!r}", f"choose from {', '.join(SCHEMES)} or none")
+    schemes = [s for s in policy.schemes if s != "none"]  # `--scheme none`: only the literal --tag values
+    if not schemes and not policy.extra:
         raise TagError("no tag scheme and no --tag given", "pass --scheme semver|commit|timestamp or --tag NAME")
     stable = False
     raw: list[str] = []
-    for scheme in policy.schemes:
+    for scheme in schemes:
         if scheme == "semver":
             text = version or (git.tag if git.tag and _SEMVER_RE.fullmatch(git.tag) else None)
             if not text:
                 raise TagError("the semver scheme needs a version",
-                               "pass --version 1.4.2 or tag the commit (git tag v1.4.2)")
+                               "pass --version 1.4.2, tag the commit (git tag v1.4.2), or --scheme none to push "
+                               "only the --tag values")
             parsed = parse_semver(text)
             result.version = str(parsed)
             stable = parsed.prerelease is None

@@ -1,4 +1,4 @@
-"""The Backend API backend: docker-py's `APIClient.build`, the daemon's classic builder, one platform per call.
+"""The Engine API backend: docker-py's `APIClient.build`, the daemon's classic builder, one platform per call.
 
 The classic builder cannot read BuildKit-only syntax, so it builds the `classic` rendering of the template.
 docker-py does not raise when a step fails: the failure arrives inside the JSON stream as
@@ -35,7 +35,7 @@ class DockerApiEngine(Backend):
         return self._client
 
     def auto_reason(self) -> str:
-        return "neither buildx nor a BuildKit docker client; using the Backend API"
+        return "neither buildx nor a BuildKit docker client; using the Engine API"
 
     def available(self) -> bool:
         try:
