@@ -45,7 +45,7 @@ def tiny_model(arch: str, directory: str, task: str) -> None:
 
 
 def rehearse(archs: list[str]) -> None:
-    """Load and run each tiny model the way bge_server.encoder does (same Auto classes, same calls); kept
+    """Load and run each tiny model the way bge_server.torch_encoder does (same Auto classes, same calls); kept
     apart from the server code so an app change does not invalidate this step's cache."""
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer

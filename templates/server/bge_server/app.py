@@ -11,6 +11,7 @@ import base64
 import math
 import os
 import struct
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal, Union
@@ -20,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from bge_server.encoder import InputTooLong, Loader, Settings
+from bge_server.encoder import Encoded, InputTooLong, Loader, Settings, check_lengths
 
 
 def settings_from_env() -> Settings:
@@ -29,6 +30,7 @@ def settings_from_env() -> Settings:
         model_dir=Path(os.environ.get("BGE_MODEL_DIR", "/opt/model")),
         task=os.environ.get("BGE_TASK", "embed"),
         device=os.environ.get("BGE_DEVICE", "cpu"),
+        runtime=os.environ.get("BGE_RUNTIME", "torch"),
         max_batch_size=int(os.environ.get("BGE_MAX_BATCH_SIZE", "32")),
         max_length=int(max_length) if max_length else None,
         max_inputs=int(os.environ.get("BGE_MAX_INPUTS", "256")),
@@ -73,6 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="bge-server", lifespan=lifespan)
     app.state.loader = loader
+    lock = threading.Lock()  # one forward pass at a time: the runtime already uses every core for one batch
+
+    def chunks(items: list):
+        size = loader.settings.max_batch_size
+        for start in range(0, len(items), size):
+            yield items[start : start + size]
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -126,22 +134,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "max_length": enc.max_length if enc else None,
             "max_batch_size": loader.settings.max_batch_size,
             "max_inputs": loader.settings.max_inputs,
-            "device": str(enc.device) if enc else loader.settings.device,
-            "dtype": str(enc.dtype).replace("torch.", "") if enc else None,
-            "pooling": enc.pooling if enc else None,
-            "normalize": enc.normalize if enc else None,
-            "sparse": bool(enc and enc.sparse_head is not None),
-            "colbert": bool(enc and enc.colbert_head is not None),
+            "device": enc.device if enc else loader.settings.device,
+            "runtime": enc.runtime if enc else loader.settings.runtime,
+            "threads": enc.threads if enc else None,
+            "dtype": None,
+            "pooling": None,
+            "normalize": enc.normalize_default if enc else None,
+            "sparse": False,
+            "colbert": False,
+            **(enc.info() if enc else {}),
         }
 
-    def run_embed(texts: list[str], **kw):
+    def run_embed(texts: list[str], *, normalize: bool | None = None, truncate: bool = True, sparse: bool = False,
+                  colbert: bool = False) -> Encoded:
         enc = encoder("embed")
+        normalize = enc.normalize_default if normalize is None else normalize
+        out = Encoded(dense=[], sparse=[] if sparse else None, colbert=[] if colbert else None)
         try:
-            return enc.embed(texts, **kw)
+            if not truncate:
+                check_lengths(enc.token_counts(texts), enc.max_length)
+            with lock:
+                for batch in chunks(texts):
+                    part = enc.embed(batch, normalize=normalize, sparse=sparse, colbert=colbert)
+                    out.dense += part.dense
+                    out.tokens += part.tokens
+                    if sparse:
+                        out.sparse += part.sparse
+                    if colbert:
+                        out.colbert += part.colbert
         except InputTooLong as exc:
             raise ApiError(413, str(exc)) from None
         except LookupError as exc:
             raise ApiError(400, str(exc), "Backend") from None
+        return out
 
     @app.post("/embed")
     def embed(req: EmbedRequest):
@@ -177,10 +202,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def rerank(req: RerankRequest) -> list[dict]:
         texts = texts_of(req.texts)
         enc = encoder("rerank")
+        pairs = [(req.query, t) for t in texts]
         try:
-            logits = enc.rerank(req.query, texts, truncate=req.truncate)
+            if not req.truncate:
+                check_lengths(enc.token_counts(pairs), enc.max_length)
         except InputTooLong as exc:
             raise ApiError(413, str(exc)) from None
+        logits: list[float] = []
+        with lock:
+            for batch in chunks(pairs):
+                logits += enc.score(batch)
         ranked = []
         for i, logit in enumerate(logits):
             item = {"index": i, "score": logit if req.raw_scores else 1.0 / (1.0 + math.exp(-logit))}
