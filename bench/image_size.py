@@ -37,7 +37,7 @@ from bgeimg import profile as profiles  # noqa: E402
 from bgeimg.analyze import analyze  # noqa: E402
 from bgeimg.analyze.advise import advise  # noqa: E402
 from bgeimg.analyze.rehearse import rehearse  # noqa: E402
-from bgeimg.build import BuildOptions, build  # noqa: E402
+from bgeimg.build.run import BuildOptions, build  # noqa: E402
 
 
 def minilm_dir() -> Path:

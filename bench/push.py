@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT / "tests" / "push"))
 
 from conftest import build_tiny, make_registry  # noqa: E402
 
-from bgeimg import promote as promoting  # noqa: E402
-from bgeimg import push as pushing  # noqa: E402
-from bgeimg.reference import parse_reference  # noqa: E402
-from bgeimg.registry import RegistryClient  # noqa: E402
+from bgeimg.oci.reference import parse_reference  # noqa: E402
+from bgeimg.oci.registry import RegistryClient  # noqa: E402
+from bgeimg.release import promote as promoting  # noqa: E402
+from bgeimg.release import push as pushing  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     python bench/rebuild.py --engine buildkit --wheelhouse DIR [--profile cpu-slim] [--model DIR] [--set k=v ...]
 
 The cold build runs with --no-cache (dependencies installed, model copied); then one line of the app code
-changes and the image is rebuilt with the cache. Both go through bgeimg.build, the code `bgeimg build` runs.
+changes and the image is rebuilt with the cache. Both go through bgeimg.build.run, the code `bgeimg build` runs.
 Both builds make the same image (bgeimg-bench/rebuild:latest) from the same context directory, as a developer's
 rebuild does: BuildKit then sends only the files that changed.
 """
@@ -17,8 +17,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from bgeimg import build as builds
 from bgeimg import resources
+from bgeimg.build import run as builds
 from bgeimg.profile import resolve
 
 

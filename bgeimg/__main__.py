@@ -1,3 +1,3 @@
-from bgeimg.cli import main
+from bgeimg.cli.app import main
 
 main()

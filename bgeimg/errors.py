@@ -1,7 +1,7 @@
 """One exception class per kind of user mistake or outside failure.
 
 Each carries the single line the user sees; the CLI prints it and exits with `exit_code` in one place
-(`bgeimg.cli.main`). Exit codes: 1 a check failed (a size gate, a doctor check), 2 bad input, 3 an outside
+(`bgeimg.cli.app.main`). Exit codes: 1 a check failed (a size gate, a doctor check), 2 bad input, 3 an outside
 system (engine, registry, network) failed.
 """
 

@@ -27,7 +27,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import sys
 import time
 import urllib.parse

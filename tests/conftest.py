@@ -70,7 +70,7 @@ def testbed_cache() -> Path:
 def make_wheelhouse(requirements: list[str], platform: str = "linux/amd64") -> Path:
     """Wheels for `requirements` as the images' Python (CPython 3.11, glibc) needs them, cached outside the clone
     by the hash of the request. Made with the real `pip download`, so a test that installs from it is offline."""
-    from bgeimg import wheelhouse
+    from bgeimg.context import wheelhouse
 
     key = hashlib.sha256("\n".join([platform, *sorted(requirements)]).encode()).hexdigest()[:16]
     target = TESTBED_CACHE / "wheelhouse" / f"{platform.replace('/', '-')}-{key}"

@@ -63,9 +63,9 @@ def rehearse(image: str, *, name: str | None = None, platform: str | None = None
     container paths (an external-model image's weights); `name` is what messages call it."""
     import docker
 
-    from bgeimg.analyze.sources import engine_client
+    from bgeimg.oci.docker import api_client
 
-    api = api or engine_client()
+    api = api or api_client(timeout=600)
     name = name or image
     try:
         config = api.inspect_image(image).get("Config") or {}

@@ -1,6 +1,6 @@
 """A remote image, read without pulling: the manifest (an index narrowed to one platform) and the config only.
 
-The HTTP side (auth from the docker config, bearer tokens, TLS, retries) is bgeimg.registry's read API; this
+The HTTP side (auth from the docker config, bearer tokens, TLS, retries) is bgeimg.oci.registry's read API; this
 module only turns its answers into an `ImageData` whose layers carry compressed sizes and no scan.
 """
 
@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 
 from bgeimg.analyze.errors import AnalyzeInputError
-from bgeimg.analyze.sources import INDEX_TYPES, ImageData, LayerData, check_platform, pick_manifest
+from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
+from bgeimg.oci.mediatypes import INDEX_TYPES
 
 
 def from_registry(ref: str, platform: str | None = None) -> ImageData:
-    from bgeimg import registry
-    from bgeimg.reference import parse_reference
+    from bgeimg.oci import registry
+    from bgeimg.oci.reference import parse_reference
 
     r = parse_reference(ref)
     what = f"{r.registry}/{r.repository}:{r.ref}" if not r.digest else f"{r.registry}/{r.repository}@{r.digest}"

@@ -18,7 +18,7 @@ import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-from bgeimg.analyze.sources import ImageData
+from bgeimg.analyze.image import ImageData
 
 SCHEMA_VERSION = 1
 CATEGORIES = ["base image", "system packages", "Python dependencies", "model weights", "app code", "other"]
@@ -167,10 +167,6 @@ def base_layer_count(history: list[dict], n_layers: int) -> int:
         if ins and re.match(r"^(ADD|COPY) (file|multi):\S+ in /\s*$", ins):
             boundary = 1
     return min(boundary, n_layers)
-
-
-def _under(path: str, dirs) -> bool:
-    return any(path == d or path.startswith(d + "/") for d in dirs)
 
 
 def categorise(ins: str | None, files: dict[str, int] | None, model_dir: str | None) -> str:

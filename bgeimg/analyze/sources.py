@@ -11,119 +11,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import platform as host
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
+from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
 from bgeimg.analyze.layers import CHUNK, ChunkStream, LayerScan, Window, _decompressor, scan_layer, sniff
+from bgeimg.oci.docker import EngineUnavailable, api_client
+from bgeimg.oci.platform import platform_matches, platform_str
+from bgeimg.oci.reference import is_host
 
 JSON_MAX = 64 << 20
-INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
 TRANSPORTS = {"docker-archive": "archive", "oci-archive": "archive", "oci": "oci", "docker-daemon": "engine",
               "engine": "engine", "registry": "registry", "docker": "registry"}
-
-
-@dataclass
-class LayerData:
-    """One layer: ids, compressed size where the source knows it, and its scan (None when not read)."""
-
-    diff_id: str | None = None
-    digest: str | None = None
-    compressed_size: int | None = None
-    media_type: str | None = None
-    scan: LayerScan | None = None
-
-
-@dataclass
-class ImageData:
-    """What a source read: enough to build the report without going back to the source."""
-
-    ref: str
-    source: str  # engine | archive | oci | registry
-    platform: str
-    config: dict
-    config_digest: str | None = None
-    manifest_digest: str | None = None
-    layers: list[LayerData] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-# ---- platforms -------------------------------------------------------------------------------------------------
-
-def host_platform() -> str:
-    machine = host.machine().lower()
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
-    return f"linux/{arch}"
-
-
-def _platform_str(p: dict) -> str:
-    s = f"{p.get('os', 'unknown')}/{p.get('architecture', 'unknown')}"
-    return f"{s}/{p['variant']}" if p.get("variant") else s
-
-
-def _platform_matches(have: str, want: str) -> bool:
-    # "linux/arm64" matches "linux/arm64/v8"; a variant asked for must match exactly.
-    return have == want or (want.count("/") == 1 and have.startswith(want + "/"))
-
-
-def check_platform(config: dict, want: str | None, what: str) -> str:
-    have = _platform_str(config)
-    if want and not _platform_matches(have, want):
-        raise AnalyzeInputError(f"{what} is {have}, not {want}", "drop --platform or pick the image for that platform")
-    return have
-
-
-# ---- OCI index resolution (shared by layout directories, OCI archives and registries) ----------------------------
-
-def _is_attestation(desc: dict) -> bool:
-    p = desc.get("platform") or {}
-    ann = desc.get("annotations") or {}
-    return (p.get("os") == "unknown" and p.get("architecture") == "unknown") or \
-        ann.get("vnd.docker.reference.type") == "attestation-manifest"
-
-
-def pick_manifest(index: dict, read_json, want: str | None, what: str) -> tuple[dict, dict]:
-    """Walk an index (and nested indexes) down to one image manifest descriptor for the wanted platform.
-    Returns (descriptor, manifest). `read_json(descriptor)` fetches a blob as parsed JSON."""
-    candidates: list[dict] = []
-
-    def walk(idx: dict, depth: int) -> None:
-        if depth > 8:
-            raise AnalyzeInputError(f"{what}: indexes nested more than 8 deep")
-        for desc in idx.get("manifests") or []:
-            if not isinstance(desc, dict) or "digest" not in desc:
-                raise AnalyzeInputError(f"{what}: malformed index (a manifest entry has no digest)")
-            if _is_attestation(desc):
-                continue
-            if desc.get("mediaType") in INDEX_TYPES:
-                walk(read_json(desc), depth + 1)
-            else:
-                candidates.append(desc)
-
-    walk(index, 0)
-    if not candidates:
-        raise AnalyzeInputError(f"{what}: the index lists no image manifest")
-    with_platform = [d for d in candidates if d.get("platform")]
-    if want:
-        chosen = [d for d in with_platform if _platform_matches(_platform_str(d["platform"]), want)]
-        if not chosen and len(candidates) == 1 and not with_platform:
-            chosen = candidates  # no platform in the index: the config decides (checked by the caller)
-    elif len(candidates) == 1:
-        chosen = candidates
-    else:
-        chosen = [d for d in with_platform if _platform_matches(_platform_str(d["platform"]), host_platform())]
-    if not chosen:
-        avail = ", ".join(sorted({_platform_str(d["platform"]) for d in with_platform})) or "none named"
-        raise AnalyzeInputError(f"{what} has no image for {want or host_platform()} (it has: {avail})",
-                                "pick one with --platform")
-    desc = chosen[0]
-    manifest = read_json(desc)
-    if manifest.get("mediaType") in INDEX_TYPES or "layers" not in manifest or "config" not in manifest:
-        raise AnalyzeInputError(f"{what}: malformed manifest {desc['digest']} (no config or layers)")
-    return desc, manifest
 
 
 def _loads(data: bytes, what: str):
@@ -196,7 +98,7 @@ def _from_contents(c: _ArchiveContents, ref: str, source: str, want: str | None,
         if want and len(entries) > 1:  # a multi-platform save: one entry per image, pick by its config
             for e in entries:
                 cfg = c.jsons.get(c.resolve(e.get("Config", "")))
-                if cfg and _platform_matches(_platform_str(_loads(cfg, what)), want):
+                if cfg and platform_matches(platform_str(_loads(cfg, what)), want):
                     entry = e
                     break
         if len(entries) > 1:
@@ -319,18 +221,6 @@ def from_oci_dir(path: Path, want: str | None = None) -> ImageData:
     return _from_oci(index, read_json, layer, str(path), "oci", want, what)
 
 
-def engine_client():
-    import docker
-
-    try:
-        api = docker.APIClient(timeout=600, **docker.utils.kwargs_from_env())
-        api.ping()
-    except Exception as exc:
-        raise SourceUnavailable(f"the Docker engine is not reachable ({type(exc).__name__})",
-                                "start it, or set DOCKER_HOST") from None
-    return api
-
-
 def engine_has(api, ref: str) -> bool:
     import docker
 
@@ -349,7 +239,7 @@ def from_engine(ref: str, want: str | None = None, api=None) -> ImageData:
     """Stream `docker save` of one image from the engine and scan it as it arrives (never all in memory)."""
     import docker
 
-    api = api or engine_client()
+    api = api or api_client(timeout=600)
     if not engine_has(api, ref):
         raise AnalyzeInputError(f"unknown image {ref}: not in the local engine",
                                 "check `docker images`, or read it from a registry with registry:REF")
@@ -365,8 +255,7 @@ def from_engine(ref: str, want: str | None = None, api=None) -> ImageData:
 # ---- choosing the source -----------------------------------------------------------------------------------------
 
 def _looks_remote(ref: str) -> bool:
-    first = ref.split("/", 1)[0]
-    return "/" in ref and ("." in first or ":" in first or first == "localhost")
+    return "/" in ref and is_host(ref.split("/", 1)[0])
 
 
 def open_image(ref: str, platform: str | None = None, source: str | None = None) -> ImageData:
@@ -404,8 +293,8 @@ def open_image(ref: str, platform: str | None = None, source: str | None = None)
         return from_engine(ref, platform)
     # auto, not a path: the local engine first, then a registry when the name carries a registry host
     try:
-        api = engine_client()
-    except SourceUnavailable:
+        api = api_client(timeout=600)
+    except EngineUnavailable:
         if _looks_remote(ref):
             from bgeimg.analyze.remote import from_registry
 

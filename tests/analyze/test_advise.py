@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from analyze_images import build_planted, dist
 
 from bgeimg.analyze import analyze

@@ -288,7 +288,8 @@ def test_bad_inputs(tmp_path, bgeimg):
     one_line_error(bgeimg("analyze", str(root), "--platform", "linux/s390x"), 2, "linux/amd64, linux/arm64")
 
     bad = tmp_path / "bad-manifest.tar"
-    import tarfile, io  # noqa: E401
+    import io
+    import tarfile  # noqa: E401
     with tarfile.open(bad, "w") as tf:
         data = b'{"not": "a list"}'
         ti = tarfile.TarInfo("manifest.json")

@@ -6,7 +6,6 @@ import json
 import urllib.request
 
 import pytest
-
 from test_archives import one_line_error
 
 from bgeimg.analyze import analyze, compare

@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from buildhelp import PREFIX, TINY
+
 
 @pytest.fixture(scope="session")
 def tiny_wheels(wheelhouse_factory):

@@ -8,9 +8,9 @@ import shutil
 import uuid
 
 import pytest
+from buildhelp import TINY, build_with_report
 
 from bgeimg import resources
-from buildhelp import TINY, build_with_report
 
 
 def _is_from(step: dict) -> bool:

@@ -4,7 +4,6 @@ Run through the CLI in a fresh process, against the real engine where the failur
 from __future__ import annotations
 
 import pytest
-
 from buildhelp import DATA, TINY, assert_one_line_error, run_cli
 
 REQS = f"requirements=[{','.join(TINY)}]"

@@ -6,7 +6,6 @@ real entrypoint and HEALTHCHECK; the real server is built and served by the slow
 from __future__ import annotations
 
 import pytest
-
 from buildhelp import PLACEHOLDER_APP, TINY, UNAME_TEMPLATE, build_with_report, run_and_probe
 
 MACHINE = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}

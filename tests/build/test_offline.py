@@ -4,7 +4,6 @@ nothing of them reaches the final image (its ENV, its files, its history)."""
 from __future__ import annotations
 
 import pytest
-
 from buildhelp import TINY, build_with_report, run_and_probe
 
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"  # the proxy's CA: containers reach PyPI over https only with it

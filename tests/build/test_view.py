@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from bgeimg.build import BuildReport, PlatformResult
-from bgeimg.buildview import LiveView, summary, tag_lines
-from bgeimg.engine import Step, StepLog
+from bgeimg.build.backends.base import Step, StepLog
+from bgeimg.build.run import BuildReport, PlatformResult
+from bgeimg.build.view import LiveView, summary, tag_lines
 
 
 def _terminal() -> tuple[Console, io.StringIO]:

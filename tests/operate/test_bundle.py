@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 
+import docker
 import pytest
 
 pytestmark = pytest.mark.engine
@@ -74,7 +75,7 @@ def test_corrupted_and_truncated_bundles_import_nothing(docker_api, two_platform
                                                       or "truncated" in line), line
         assert "Traceback" not in result.stderr and line.count("\n") == 0
         for suffix in ("amd64", "arm64"):
-            with pytest.raises(Exception):
+            with pytest.raises(docker.errors.ImageNotFound):
                 docker_api.inspect_image(f"{two_platform_image}-{suffix}")  # nothing was imported
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bgeimg.cli import app
+from bgeimg.cli.app import app
 
 DIGEST = "sha256:" + "ab" * 32
 IMAGE = f"registry.example.com/ml/bge-m3@{DIGEST}"
@@ -92,7 +92,7 @@ def test_nginx_least_conn_upstream() -> None:
 def test_bad_deploy_input(args, message, capsys, monkeypatch) -> None:
     import sys
 
-    from bgeimg.cli import main
+    from bgeimg.cli.app import main
 
     monkeypatch.setattr(sys, "argv", ["bgeimg", "deploy", "render", *args])
     with pytest.raises(SystemExit) as info:

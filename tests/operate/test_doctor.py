@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bgeimg import doctor, profile as profiles
+from bgeimg import profile as profiles
+from bgeimg.operate import doctor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "context"))
 from fake_hub import FakeHub, FakeRepo  # noqa: E402
 
 pytestmark = pytest.mark.engine

@@ -12,7 +12,7 @@ import typer.main
 import yaml
 
 from bgeimg import profile as profiles
-from bgeimg.cli import app
+from bgeimg.cli.app import app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CI_FILES = sorted((EXAMPLES / "ci").glob("*.yml"))

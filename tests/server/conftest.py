@@ -21,10 +21,9 @@ except ImportError:  # CI installs the extra; only a hand-made dev venv may lack
 
 @pytest.fixture(scope="session")
 def make_client():
-    from fastapi.testclient import TestClient
-
     from bge_server.app import create_app
     from bge_server.encoder import Settings
+    from fastapi.testclient import TestClient
 
     clients = []
 

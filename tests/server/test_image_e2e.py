@@ -1,11 +1,11 @@
 """End to end (slow): the real torch CPU stack from a wheelhouse and the real MiniLM weights, built with
-`bgeimg.build` on the test bed's engine; the container must become healthy and answer like the host does."""
+`bgeimg.build.run` on the test bed's engine; the container must become healthy and answer like the host does."""
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
-import json
 import uuid
 
 import numpy as np
@@ -15,7 +15,7 @@ from bgeimg import profile as profiles
 from bgeimg.analyze import analyze
 from bgeimg.analyze.advise import advise
 from bgeimg.analyze.rehearse import rehearse
-from bgeimg.build import BuildOptions, build
+from bgeimg.build.run import BuildOptions, build
 
 TEXTS = ["BGE models turn text into vectors.", "Quarterly tax filing deadlines"]
 

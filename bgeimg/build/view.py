@@ -1,0 +1,65 @@
+"""What a build looks like in the terminal: a live panel while it runs, a summary table when it is done."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Column, Table
+from rich.text import Text
+
+from bgeimg.build.backends.base import BuildEvent, StepLog
+from bgeimg.build.run import BuildReport
+
+_LINES = 6
+
+
+class LiveView:
+    """A rich Live panel: platform, current step, elapsed time, the step's last lines. Use as a context manager
+    and pass `update` as the build's `on_event`. On a non-terminal console it prints one line per step."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.live = Live(console=console, refresh_per_second=4, transient=True) if console.is_terminal else None
+        self.started = time.monotonic()
+
+    def __enter__(self) -> LiveView:
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.live.__exit__(*exc)
+
+    def update(self, platform: str, event: BuildEvent, log: StepLog) -> None:
+        if self.live is None:
+            if event.kind == "step":
+                self.console.print(f"[dim]{platform}[/] {event.text}", highlight=False, soft_wrap=True)
+            elif event.kind == "cached":
+                self.console.print(f"[dim]{platform}   cached[/]", highlight=False)
+            return
+        step = log.current
+        lines = (step.output if step else [])[-_LINES:]
+        title = f"{platform} · {time.monotonic() - self.started:5.1f}s · step {len(log.steps)}"
+        body = Group(Text(step.name if step else "starting", style="bold"),
+                     *(Text(line[:200], style="dim") for line in lines))
+        self.live.update(Panel(body, title=title, title_align="left"))
+
+
+def summary(report: BuildReport) -> Table:
+    """Per platform: image id, size, layers, time, cached steps. Tags go on their own lines (`tag_lines`)."""
+    table = Table(*(Column(name, overflow="fold") for name in
+                    ("platform", "image id", "size (MB)", "layers", "seconds", "cached steps")),
+                  title=f"{report.profile} built with {report.engine}")
+    for result in report.platforms:
+        table.add_row(result.platform, result.image_id.removeprefix("sha256:")[:12], f"{result.size / 1e6:.1f}",
+                      str(result.layers), f"{result.seconds:.1f}", f"{result.cached_steps}/{len(result.steps)}")
+    return table
+
+
+def tag_lines(report: BuildReport) -> list[str]:
+    """`TAG  IMAGE-ID` per tag made; printed whole (soft-wrapped), since CI logs are narrow and a cut tag is useless."""
+    return [f"{tag}  {r.image_id.removeprefix('sha256:')[:12]}" for r in report.platforms for tag in r.tags]

@@ -1,0 +1,35 @@
+"""Platform strings (`os/arch[/variant]`): the ones bgeimg builds, the host's, and matching an index entry."""
+
+from __future__ import annotations
+
+import platform as _host
+import re
+from typing import Any
+
+# Build platforms -> the machine name qemu's binfmt handler is registered under (and `uname -m` prints),
+# and the suffix of the per-platform local tag (`NAME:TAG-arm64`).
+MACHINES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm/v7": "arm", "linux/ppc64le": "ppc64le",
+            "linux/s390x": "s390x"}
+ARCH_SUFFIX = {"linux/amd64": "amd64", "linux/arm64": "arm64", "linux/arm/v7": "armv7", "linux/ppc64le": "ppc64le",
+               "linux/s390x": "s390x"}
+PLATFORM_RE = re.compile(r"^linux/(amd64|arm64|arm/v7|ppc64le|s390x)$")
+
+
+def host_platform() -> str:
+    machine = _host.machine().lower()
+    return next((p for p, m in MACHINES.items() if m == machine),
+                {"amd64": "linux/amd64", "arm64": "linux/arm64"}.get(machine, f"linux/{machine}"))
+
+
+def platform_str(p: dict[str, Any] | None) -> str:
+    """`{"os": "linux", "architecture": "arm64", "variant": "v8"}` (a descriptor's platform or an image config)
+    -> `linux/arm64/v8`."""
+    if not p:
+        return "unknown/unknown"
+    s = f"{p.get('os', 'unknown')}/{p.get('architecture', 'unknown')}"
+    return f"{s}/{p['variant']}" if p.get("variant") else s
+
+
+def platform_matches(have: str, want: str) -> bool:
+    """"linux/arm64" matches "linux/arm64/v8"; a variant asked for must match exactly."""
+    return have == want or (want.count("/") == 1 and have.startswith(want + "/"))
