@@ -31,4 +31,5 @@ if ! has_model; then
     exit 1
   fi
 fi
-exec python -m uvicorn bge_server.app:app --host 0.0.0.0 --port "$BGE_PORT" --workers "$BGE_WORKERS" --no-access-log
+# serve drains on SIGTERM (finishes queued requests, exits 0); it reads BGE_PORT and BGE_WORKERS
+exec python -m bge_server.serve bge_server.app:app

@@ -1,39 +1,47 @@
 """The HTTP surface of a bgeimg image, shaped like text-embeddings-inference's:
-GET /health, GET /info, POST /embed, POST /v1/embeddings (OpenAI-compatible), POST /rerank.
+GET /health, GET /info, GET /metrics, POST /embed, POST /v1/embeddings (OpenAI-compatible), POST /rerank.
 
 Settings come from the BGE_* environment variables the Dockerfile sets. Errors are JSON
-`{"error": "...", "error_type": "..."}` with a 4xx status saying what to change.
+`{"error": "...", "error_type": "..."}` with a 4xx status saying what to change (429 when the queue is full,
+503 while loading or draining). Routes never call the encoder: they queue work on the batcher and await it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import os
 import struct
-import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal, Union
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from bge_server.encoder import Encoded, InputTooLong, Loader, Settings, check_lengths
+from bge_server.batcher import Batcher, Draining, QueueFull
+from bge_server.encoder import InputTooLong, Loader, Settings
+from bge_server.metrics import Metrics, MetricsMiddleware
 
 
 def settings_from_env() -> Settings:
-    max_length = os.environ.get("BGE_MAX_LENGTH")
+    env = os.environ.get
+    max_length, threads = env("BGE_MAX_LENGTH"), env("BGE_THREADS")
     return Settings(
-        model_dir=Path(os.environ.get("BGE_MODEL_DIR", "/opt/model")),
-        task=os.environ.get("BGE_TASK", "embed"),
-        device=os.environ.get("BGE_DEVICE", "cpu"),
-        runtime=os.environ.get("BGE_RUNTIME", "torch"),
-        max_batch_size=int(os.environ.get("BGE_MAX_BATCH_SIZE", "32")),
+        model_dir=Path(env("BGE_MODEL_DIR", "/opt/model")),
+        task=env("BGE_TASK", "embed"),
+        device=env("BGE_DEVICE", "cpu"),
+        runtime=env("BGE_RUNTIME", "torch"),
+        max_batch_size=int(env("BGE_MAX_BATCH_SIZE", "32")),
+        max_batch_tokens=int(env("BGE_MAX_BATCH_TOKENS", "16384")),
+        max_queue=int(env("BGE_MAX_QUEUE", "512")),
+        grace_seconds=float(env("BGE_GRACE_SECONDS", "25")),
         max_length=int(max_length) if max_length else None,
-        max_inputs=int(os.environ.get("BGE_MAX_INPUTS", "256")),
+        max_inputs=int(env("BGE_MAX_INPUTS", "256")),
+        threads=int(threads) if threads else None,
     )
 
 
@@ -65,22 +73,64 @@ class ApiError(Exception):
         self.status, self.message, self.kind = status, message, kind
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client goes away (the body is read already: the next ASGI message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def json_response(value, status: int = 200) -> Response:
+    # A Response, not a returned list: FastAPI would walk every float through jsonable_encoder first.
+    return JSONResponse(value, status_code=status)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     loader = Loader(settings or settings_from_env())
+    metrics = Metrics()
+    state = {"batcher": None, "draining": False}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         loader.start()
         yield
+        if state["batcher"] is not None:
+            state["batcher"].close()
 
     app = FastAPI(title="bge-server", lifespan=lifespan)
     app.state.loader = loader
-    lock = threading.Lock()  # one forward pass at a time: the runtime already uses every core for one batch
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    def chunks(items: list):
-        size = loader.settings.max_batch_size
-        for start in range(0, len(items), size):
-            yield items[start : start + size]
+    def batcher() -> Batcher | None:
+        """The batcher, made once the model is loaded."""
+        if state["batcher"] is None and loader.encoder is not None:
+            enc = loader.encoder
+            state["batcher"] = Batcher(enc, loader.settings, on_batch=metrics.on_batch)
+            metrics.queue_depth.set_function(lambda: state["batcher"].waiting)
+            info = {"model_id": os.environ.get("BGE_MODEL_ID", ""),
+                    "model_revision": os.environ.get("BGE_MODEL_REVISION", ""), "task": loader.settings.task,
+                    "max_length": str(enc.max_length), "max_batch_size": str(loader.settings.max_batch_size),
+                    "max_batch_tokens": str(loader.settings.max_batch_tokens)}
+            info.update({k: str(v) for k, v in enc.info().items()})
+            metrics.model.info(info)
+        return state["batcher"]
+
+    def begin_drain() -> None:
+        """SIGTERM: refuse new work (503) and fail readiness; what is queued still finishes."""
+        state["draining"] = True
+        metrics.draining.set(1)
+        if state["batcher"] is not None:
+            state["batcher"].stop_accepting()
+
+    def wait_drained(timeout: float) -> bool:
+        return state["batcher"] is None or state["batcher"].wait_idle(timeout)
+
+    app.state.begin_drain, app.state.wait_drained = begin_drain, wait_drained
+    app.state.batcher = batcher
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -92,14 +142,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
         return JSONResponse({"error": f"{where}: {first.get('msg')}", "error_type": "Validation"}, status_code=422)
 
-    def encoder(task: str):
+    def check_task(task: str) -> None:
+        if state["draining"]:
+            raise ApiError(503, "the server is shutting down; retry on another replica", "Unhealthy")
         if loader.encoder is None:
             raise ApiError(503, loader.error or "the model is still loading; retry when /health answers 200",
                            "Unhealthy")
         if loader.settings.task != task:
             other = "/rerank" if loader.settings.task == "rerank" else "/embed or /v1/embeddings"
             raise ApiError(400, f"this image serves a {loader.settings.task} model; use {other}", "Backend")
-        return loader.encoder
 
     def texts_of(value: Union[str, list[str]]) -> list[str]:
         texts = [value] if isinstance(value, str) else list(value)
@@ -114,28 +165,69 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise ApiError(422, f"input {i} is empty")
         return texts
 
+    async def run(request: Request, key: tuple, items: list, truncate: bool):
+        """Queue the work, await its answer; a client that leaves first cancels it (no forward pass for it)."""
+        try:
+            future = batcher().submit(key, items, truncate)
+        except QueueFull:
+            raise ApiError(429, f"the queue is full ({loader.settings.max_queue} texts waiting); retry later or "
+                                "add replicas", "Overloaded") from None
+        except Draining:
+            raise ApiError(503, "the server is shutting down; retry on another replica", "Unhealthy") from None
+        watcher = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait((future, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not future.done():
+                future.cancel()
+        if future.cancelled():
+            raise ClientGone()
+        try:
+            return future.result()
+        except InputTooLong as exc:
+            raise ApiError(413, str(exc)) from None
+        except LookupError as exc:
+            raise ApiError(400, str(exc), "Backend") from None
+
+    @app.exception_handler(ClientGone)
+    async def _gone(_: Request, exc: ClientGone) -> Response:
+        return Response(status_code=499)  # nobody reads it; nginx's code for "client closed request"
+
     @app.get("/health")
     def health() -> JSONResponse:
+        if state["draining"]:
+            return JSONResponse({"status": "draining"}, status_code=503)
         if loader.encoder is not None:
             return JSONResponse({"status": "ok"})
         if loader.error:
             return JSONResponse({"status": "error", "error": loader.error}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
 
+    @app.get("/metrics")
+    def metrics_route() -> Response:
+        batcher()  # the model-info metric appears as soon as the model is loaded
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
     @app.get("/info")
     def info() -> dict:
         enc = loader.encoder
+        s = loader.settings
         return {
             "model_id": os.environ.get("BGE_MODEL_ID", ""),
             "model_revision": os.environ.get("BGE_MODEL_REVISION", ""),
-            "task": loader.settings.task,
+            "task": s.task,
             "ready": enc is not None,
             "dimension": enc.dimension if enc else None,
             "max_length": enc.max_length if enc else None,
-            "max_batch_size": loader.settings.max_batch_size,
-            "max_inputs": loader.settings.max_inputs,
-            "device": enc.device if enc else loader.settings.device,
-            "runtime": enc.runtime if enc else loader.settings.runtime,
+            "max_batch_size": s.max_batch_size,
+            "max_batch_tokens": s.max_batch_tokens,
+            "max_queue": s.max_queue,
+            "max_inputs": s.max_inputs,
+            "grace_seconds": s.grace_seconds,
+            "device": enc.device if enc else s.device,
+            "runtime": enc.runtime if enc else s.runtime,
             "threads": enc.threads if enc else None,
             "dtype": None,
             "pooling": None,
@@ -145,36 +237,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             **(enc.info() if enc else {}),
         }
 
-    def run_embed(texts: list[str], *, normalize: bool | None = None, truncate: bool = True, sparse: bool = False,
-                  colbert: bool = False) -> Encoded:
-        enc = encoder("embed")
-        normalize = enc.normalize_default if normalize is None else normalize
-        out = Encoded(dense=[], sparse=[] if sparse else None, colbert=[] if colbert else None)
-        try:
-            if not truncate:
-                check_lengths(enc.token_counts(texts), enc.max_length)
-            with lock:
-                for batch in chunks(texts):
-                    part = enc.embed(batch, normalize=normalize, sparse=sparse, colbert=colbert)
-                    out.dense += part.dense
-                    out.tokens += part.tokens
-                    if sparse:
-                        out.sparse += part.sparse
-                    if colbert:
-                        out.colbert += part.colbert
-        except InputTooLong as exc:
-            raise ApiError(413, str(exc)) from None
-        except LookupError as exc:
-            raise ApiError(400, str(exc), "Backend") from None
-        return out
+    async def run_embed(request: Request, texts: list[str], *, normalize: bool | None = None,
+                        truncate: bool = True, sparse: bool = False, colbert: bool = False):
+        check_task("embed")
+        normalize = loader.encoder.normalize_default if normalize is None else normalize
+        return await run(request, ("embed", normalize, sparse, colbert), texts, truncate)
 
     @app.post("/embed")
-    def embed(req: EmbedRequest):
+    async def embed(req: EmbedRequest, request: Request) -> Response:
         texts = texts_of(req.inputs)
-        out = run_embed(texts, normalize=req.normalize, truncate=req.truncate, sparse=req.return_sparse,
-                        colbert=req.return_colbert)
+        out = await run_embed(request, texts, normalize=req.normalize, truncate=req.truncate,
+                              sparse=req.return_sparse, colbert=req.return_colbert)
         if not (req.return_sparse or req.return_colbert):
-            return out.dense  # the text-embeddings-inference shape: one vector per input
+            return json_response(out.dense)  # the text-embeddings-inference shape: one vector per input
         items = []
         for i, vector in enumerate(out.dense):
             item = {"dense": vector}
@@ -183,42 +258,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if out.colbert is not None:
                 item["colbert"] = out.colbert[i]
             items.append(item)
-        return items
+        return json_response(items)
 
     @app.post("/v1/embeddings")
-    def openai_embeddings(req: OpenAIRequest) -> dict:
+    async def openai_embeddings(req: OpenAIRequest, request: Request) -> Response:
         texts = texts_of(req.input)
-        out = run_embed(texts)
+        out = await run_embed(request, texts)
         data = []
         for i, vector in enumerate(out.dense):
             value = vector
             if req.encoding_format == "base64":
                 value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
             data.append({"object": "embedding", "index": i, "embedding": value})
-        return {"object": "list", "data": data, "model": req.model or os.environ.get("BGE_MODEL_ID", ""),
-                "usage": {"prompt_tokens": out.tokens, "total_tokens": out.tokens}}
+        return json_response({"object": "list", "data": data,
+                              "model": req.model or os.environ.get("BGE_MODEL_ID", ""),
+                              "usage": {"prompt_tokens": out.tokens, "total_tokens": out.tokens}})
 
     @app.post("/rerank")
-    def rerank(req: RerankRequest) -> list[dict]:
+    async def rerank(req: RerankRequest, request: Request) -> Response:
         texts = texts_of(req.texts)
-        enc = encoder("rerank")
-        pairs = [(req.query, t) for t in texts]
-        try:
-            if not req.truncate:
-                check_lengths(enc.token_counts(pairs), enc.max_length)
-        except InputTooLong as exc:
-            raise ApiError(413, str(exc)) from None
-        logits: list[float] = []
-        with lock:
-            for batch in chunks(pairs):
-                logits += enc.score(batch)
+        check_task("rerank")
+        logits = await run(request, ("score",), [(req.query, t) for t in texts], req.truncate)
         ranked = []
         for i, logit in enumerate(logits):
             item = {"index": i, "score": logit if req.raw_scores else 1.0 / (1.0 + math.exp(-logit))}
             if req.return_text:
                 item["text"] = texts[i]
             ranked.append(item)
-        return sorted(ranked, key=lambda r: r["score"], reverse=True)
+        return json_response(sorted(ranked, key=lambda r: r["score"], reverse=True))
 
     return app
 

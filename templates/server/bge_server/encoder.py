@@ -7,15 +7,13 @@ ONE batch per call and hold no lock: the batcher (batcher.py) calls them from a 
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RUNTIMES = {"torch": ("bge_server.torch_encoder", "TorchEncoder"),
-            "onnx": ("bge_server.onnx_encoder", "OnnxEncoder")}
+RUNTIMES = ("torch", "onnx")
 
 
 class InputTooLong(ValueError):
@@ -94,11 +92,17 @@ def check_lengths(counts: list[int], max_length: int) -> None:
 
 
 def load_encoder(settings: Settings) -> Any:
-    """The encoder of settings.runtime; its module is imported only here."""
-    if settings.runtime not in RUNTIMES:
-        raise ValueError(f"BGE_RUNTIME={settings.runtime!r} is not one of {', '.join(RUNTIMES)}")
-    module, name = RUNTIMES[settings.runtime]
-    return getattr(importlib.import_module(module), name)(settings)
+    """The encoder of settings.runtime; its module is imported only here. Plain import statements, not
+    importlib with a computed name: `bgeimg analyze --advise` reads them to know what the server can import."""
+    if settings.runtime == "torch":
+        from bge_server.torch_encoder import TorchEncoder
+
+        return TorchEncoder(settings)
+    if settings.runtime == "onnx":
+        from bge_server.onnx_encoder import OnnxEncoder
+
+        return OnnxEncoder(settings)
+    raise ValueError(f"BGE_RUNTIME={settings.runtime!r} is not one of {', '.join(RUNTIMES)}")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
+from bge_server.cpu import cpu_threads
 from bge_server.encoder import Encoded, Settings, max_length_of, pooling_of
 
 
@@ -22,9 +23,9 @@ class TorchEncoder:
     def __init__(self, settings: Settings):
         self.settings = settings
         path = settings.model_dir
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        self.threads = torch.get_num_threads()
+        # torch would start one thread per host core; the container's quota is what it may use
+        self.threads, self.threads_source = (settings.threads, "BGE_THREADS") if settings.threads else cpu_threads()
+        torch.set_num_threads(self.threads)
         self._device = torch.device("cuda" if settings.device == "cuda" and torch.cuda.is_available() else "cpu")
         self.device = self._device.type
         self.dtype = torch.float16 if self.device == "cuda" else torch.float32  # FP16 on GPU only
@@ -59,6 +60,7 @@ class TorchEncoder:
 
     def info(self) -> dict:
         return {"runtime": self.runtime, "device": self.device, "threads": self.threads,
+                "threads_source": self.threads_source,
                 "dtype": str(self.dtype).replace("torch.", ""), "pooling": self.pooling,
                 "sparse": self.sparse_head is not None, "colbert": self.colbert_head is not None}
 
