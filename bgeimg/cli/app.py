@@ -8,7 +8,7 @@ import sys
 import typer
 
 from bgeimg import __version__
-from bgeimg.cli.commands import analyze, build, operate, profiles, release
+from bgeimg.cli.commands import analyze, build, export, operate, profiles, release
 from bgeimg.cli.output import error, line
 from bgeimg.errors import BgeimgError
 
@@ -31,6 +31,7 @@ profiles_app.command("show")(profiles.profiles_show)
 app.command("render")(profiles.render)
 app.command("build")(build.build)
 app.command("wheelhouse")(profiles.wheelhouse)
+app.command("export")(export.export)
 app.command("analyze")(analyze.analyze)
 app.command("push")(release.push)
 app.command("promote")(release.promote)

@@ -9,14 +9,14 @@ batches and calls from one thread), so there is no lock here.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from bge_server.encoder import Encoded, Settings, max_length_of, pooling_of, read_json
+from bge_server.cpu import cpu_threads
+from bge_server.encoder import Encoded, ModelUnusable, Settings, max_length_of, pooling_of, read_json
 
 # Where the graph may lie in a model directory: bgeimg's export first, then a hub repository's own folder.
 GRAPHS = ("model.onnx", "onnx/model.onnx")
@@ -24,24 +24,8 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
-class NoOnnxForm(FileNotFoundError):
-    """The model directory holds no ONNX graph (a torch-only checkpoint, or nothing)."""
-
-
 def find_graph(model_dir: Path) -> Path | None:
     return next((model_dir / g for g in GRAPHS if (model_dir / g).is_file()), None)
-
-
-def cpu_quota() -> int:
-    """The CPUs this container may use: the cgroup quota (docker run --cpus) or the affinity mask."""
-    cpus = len(os.sched_getaffinity(0))
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, round(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return cpus
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -92,12 +76,18 @@ class OnnxEncoder:
         graph = find_graph(path)
         if graph is None:
             what = "a torch checkpoint" if (path / "config.json").is_file() else "no model"
-            raise NoOnnxForm(f"{path} holds {what} but no ONNX form ({' or '.join(GRAPHS)}); make one with "
+            raise ModelUnusable(f"{path} holds {what} but no ONNX form ({' or '.join(GRAPHS)}); make one with "
                              f"`bgeimg export MODEL_DIR OUT_DIR` and mount OUT_DIR")
         self.device = "cpu"
-        self.threads = settings.threads or cpu_quota()
-        self.session = ort.InferenceSession(str(graph), sess_options=session_options(self.threads),
-                                            providers=["CPUExecutionProvider"])
+        # onnxruntime would start one thread per host core; the container's quota is what it may use
+        self.threads, self.threads_source = (settings.threads, "BGE_THREADS") if settings.threads else cpu_threads()
+        try:
+            self.session = ort.InferenceSession(str(graph), sess_options=session_options(self.threads),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's InvalidProtobuf, Fail, ... : the file itself is bad
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise ModelUnusable(f"{graph} is not a usable ONNX graph ({type(exc).__name__}: {reason}); "
+                                "export it again with `bgeimg export MODEL_DIR OUT_DIR`") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         unknown = sorted(set(self.input_names) - set(INPUTS))
         if unknown or "input_ids" not in self.input_names:
@@ -135,7 +125,8 @@ class OnnxEncoder:
         return int(self.config.get("hidden_size", 0)) or None
 
     def info(self) -> dict:
-        return {"runtime": self.runtime, "device": self.device, "threads": self.threads, "dtype": self.dtype,
+        return {"runtime": self.runtime, "device": self.device, "threads": self.threads,
+                "threads_source": self.threads_source, "dtype": self.dtype,
                 "pooling": self.pooling, "sparse": self.sparse_head is not None,
                 "colbert": self.colbert_head is not None}
 

@@ -26,7 +26,7 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
  && pip uninstall --yes --quiet pip setuptools \
  && find /opt/venv -type f -name '*.so*' -not -path '*.libs/*' -exec sh -c 'for f; do if readelf -S "$f" 2>/dev/null | grep -q "[.]symtab"; then strip --strip-unneeded "$f"; fi; done' sh {} + \
  && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} + \
- && SOURCE_DATE_EPOCH=0 python /tmp/build/compile_imported.py --rehearse bert,xlm-roberta torch transformers transformers.models.bert.tokenization_bert transformers.models.xlm_roberta.tokenization_xlm_roberta tokenizers safetensors.torch fastapi fastapi.responses pydantic.v1 anyio._backends._asyncio anyio.from_thread anyio.streams.memory anyio.streams.stapled uvicorn uvicorn.main uvicorn.lifespan.on uvicorn.protocols.http.h11_impl uvicorn.protocols.http.httptools_impl uvicorn.loops.auto
+ && SOURCE_DATE_EPOCH=0 python /tmp/build/compile_imported.py --rehearse bert,xlm-roberta torch transformers transformers.models.bert.tokenization_bert transformers.models.xlm_roberta.tokenization_xlm_roberta tokenizers safetensors.torch fastapi fastapi.responses pydantic.v1 anyio._backends._asyncio anyio.from_thread anyio.streams.memory anyio.streams.stapled uvicorn uvicorn.main uvicorn.lifespan.on uvicorn.protocols.http.h11_impl uvicorn.protocols.http.httptools_impl uvicorn.loops.auto uvicorn.server uvicorn.supervisors.multiprocess prometheus_client prometheus_client.exposition
 
 # ---- runtime: a slim base, the venv, the weights, the app ----
 FROM python:3.11-slim AS runtime
@@ -44,6 +44,7 @@ ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
     BGE_MODEL_ID="BAAI/bge-m3" \
     BGE_MODEL_REVISION="main" \
     BGE_TASK="embed" \
+    BGE_RUNTIME="torch" \
     BGE_DEVICE="cpu" \
     BGE_PORT="8000" \
     BGE_WORKERS="1" \
@@ -63,6 +64,7 @@ LABEL org.opencontainers.image.title="bge-external-model" \
       io.bgeimg.version="0.1.0" \
       io.bgeimg.profile="external-model" \
       io.bgeimg.device="cpu" \
+      io.bgeimg.runtime="torch" \
       io.bgeimg.model.source="none" \
       io.bgeimg.model.id="BAAI/bge-m3" \
       io.bgeimg.model.revision="main" \
