@@ -108,7 +108,8 @@ def export(src: Path, task: str, target: Path) -> None:
     wrapper = Graph(model).eval()
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes[output] = {0: "batch"} if task == "rerank" else {0: "batch", 1: "sequence"}
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings are about code paths BGE models never take
         torch.onnx.export(wrapper, tuple(sample[n] for n in names), str(target), dynamo=False, opset_version=17,
                           input_names=names, output_names=[output], dynamic_axes=axes, do_constant_folding=True)
 
@@ -173,8 +174,8 @@ def agreement(src: Path, graph: Path, task: str) -> float:
         result = model(**batch)
     expected = (result.logits if task == "rerank" else result.last_hidden_state).numpy()
     got = session.run(None, {k: v.numpy().astype(np.int64) for k, v in batch.items() if k in feeds})[0]
-    if task == "rerank":  # one logit per pair: compare the vector of scores
-        a, b = expected.reshape(-1), got.reshape(-1)
+    if task == "rerank":  # one logit per pair: the scores' correlation (a shared offset would hide a bad graph)
+        a, b = expected.reshape(-1) - expected.mean(), got.reshape(-1) - got.mean()
         return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
     # The vectors the server answers with: CLS and mean pooling both (the export does not know which one the
     # checkpoint's sentence-transformers files choose, and both must hold).
@@ -236,7 +237,6 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore")  # the exporter's tracer warnings are about code paths BGE models never take
     try:
         run(args.src, args.out, args.task, args.quantize)
     except Refused as exc:
