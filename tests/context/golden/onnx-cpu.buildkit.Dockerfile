@@ -19,20 +19,30 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/quantization \
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/transformers \
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/tools \
+ && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/f2py \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/distutils \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_pyinstaller \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/typing \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/random \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/fft \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/polynomial \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/ma \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/testing \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/_simd* \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/include \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/lib \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*.pyi \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*/*.pyi \
- && pip uninstall --yes --quiet protobuf flatbuffers huggingface-hub hf-xet fsspec tqdm pyyaml filelock httpx2 httpcore2 truststore \
+ && pip uninstall --yes --quiet protobuf flatbuffers fsspec hf-xet huggingface-hub tqdm pyyaml filelock httpx2 httpcore2 truststore \
  && pip uninstall --yes --quiet pip setuptools \
  && find /opt/venv -type f -name '*.so*' -not -path '*.libs/*' -exec sh -c 'for f; do if readelf -S "$f" 2>/dev/null | grep -q "[.]symtab"; then strip --strip-unneeded "$f"; fi; done' sh {} + \
  && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} + \
  && SOURCE_DATE_EPOCH=0 python /tmp/build/compile_imported.py onnxruntime tokenizers numpy fastapi fastapi.responses anyio._backends._asyncio anyio.from_thread anyio.streams.memory anyio.streams.stapled uvicorn uvicorn.main uvicorn.lifespan.on uvicorn.protocols.http.h11_impl uvicorn.protocols.http.httptools_impl uvicorn.loops.auto uvicorn.server uvicorn.supervisors.multiprocess prometheus_client prometheus_client.exposition
 
 # ---- export: torch + transformers turn the checkpoint into its ONNX form; none of them reach the runtime ----
-FROM python:3.11-slim AS export
+# An ONNX graph is the same on every architecture: export natively on the build machine, not under emulation.
+FROM --platform=$BUILDPLATFORM python:3.11-slim AS export
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/export

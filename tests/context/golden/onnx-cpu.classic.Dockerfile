@@ -19,13 +19,22 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/quantization \
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/transformers \
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/tools \
+ && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/f2py \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/distutils \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_pyinstaller \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/typing \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/random \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/fft \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/polynomial \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/ma \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/testing \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/_simd* \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/include \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/lib \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*.pyi \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*/*.pyi \
- && pip uninstall --yes --quiet protobuf flatbuffers huggingface-hub hf-xet fsspec tqdm pyyaml filelock httpx2 httpcore2 truststore \
+ && pip uninstall --yes --quiet protobuf flatbuffers fsspec hf-xet huggingface-hub tqdm pyyaml filelock httpx2 httpcore2 truststore \
  && pip uninstall --yes --quiet pip setuptools \
  && find /opt/venv -type f -name '*.so*' -not -path '*.libs/*' -exec sh -c 'for f; do if readelf -S "$f" 2>/dev/null | grep -q "[.]symtab"; then strip --strip-unneeded "$f"; fi; done' sh {} + \
  && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} + \
