@@ -20,6 +20,9 @@ from bge_server.encoder import Encoded, ModelUnusable, Settings, max_length_of, 
 
 # Where the graph may lie in a model directory: bgeimg's export first, then a hub repository's own folder.
 GRAPHS = ("model.onnx", "onnx/model.onnx")
+# Errors only in the log (a read-only container cannot persist onnxruntime's telemetry id: noise), no telemetry.
+ort.set_default_logger_severity(3)
+ort.disable_telemetry_events()
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
@@ -28,10 +31,12 @@ def find_graph(model_dir: Path) -> Path | None:
     return next((model_dir / g for g in GRAPHS if (model_dir / g).is_file()), None)
 
 
-def session_options(threads: int) -> ort.SessionOptions:
-    """Chosen by measurement on the 2-core bench machine (docs/server.md, "ONNX session options")."""
+def session_options(threads: int, optimized: bool = False) -> ort.SessionOptions:
+    """Chosen by measurement on the 2-core bench machine (docs/server.md, "ONNX session options"). A graph the
+    export already optimised (onnx_export.json "optimized") needs only the basic passes: a faster start."""
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if optimized
+                                     else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1  # one batch at a time: parallelism inside the operators only
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -81,8 +86,10 @@ class OnnxEncoder:
         self.device = "cpu"
         # onnxruntime would start one thread per host core; the container's quota is what it may use
         self.threads, self.threads_source = (settings.threads, "BGE_THREADS") if settings.threads else cpu_threads()
+        export = read_json(path / "onnx_export.json") or {}
         try:
-            self.session = ort.InferenceSession(str(graph), sess_options=session_options(self.threads),
+            self.session = ort.InferenceSession(str(graph), sess_options=session_options(
+                self.threads, optimized=bool(export.get("optimized"))),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's InvalidProtobuf, Fail, ... : the file itself is bad
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -95,7 +102,6 @@ class OnnxEncoder:
         outputs = [o.name for o in self.session.get_outputs()]
         wanted = "logits" if settings.task == "rerank" else "last_hidden_state"
         self.output = wanted if wanted in outputs else outputs[0]
-        export = read_json(path / "onnx_export.json") or {}
         self.dtype = "int8" if export.get("quantize") == "int8" else "float32"
         # The tokenizer next to the graph (a repository's onnx/ folder may carry its own copy).
         tok_file = next((p for p in (path / "tokenizer.json", graph.parent / "tokenizer.json") if p.is_file()),
