@@ -28,9 +28,10 @@ from pathlib import Path
 # Architectures (config.json model_type) exported and checked here; bgeimg reads this list too (before a build).
 EXPORTABLE = ("bert", "xlm-roberta", "roberta", "camembert", "distilbert", "electra", "mpnet")
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-# What the runtime reads besides the graph; weights, other runtimes' exports and docs stay behind.
+# What the runtime reads besides the graph (tokenizer.json holds the whole tokenizer: no vocab.txt or
+# sentencepiece model); weights, other runtimes' exports and docs stay behind.
 KEEP = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "modules.json",
-        "sentence_bert_config.json", "config_sentence_transformers.json", "sentencepiece.bpe.model", "vocab.txt")
+        "sentence_bert_config.json", "config_sentence_transformers.json")
 HEADS = ("sparse_linear", "colbert_linear")
 CHECK_TEXTS = ["BGE models turn text into vectors.", "hello", "A somewhat longer sentence, with punctuation, "
                "numbers like 42 and words the vocabulary may split."]

@@ -12,8 +12,7 @@ import sys
 IGNORE = ["onnx/*", "openvino/*", "*.onnx", "*.onnx_data", "*.md", "*.png", "*.jpg", "*.h5", "*.msgpack", "*.ot",
           "tf_model*", "flax_model*", "rust_model*", "imgs/*", ".gitattributes"]
 # The ONNX runtime takes a repository's own ONNX form: its onnx/ graph and the tokenizer and pooling files.
-ONNX_FILES = ["onnx/model.onnx", "onnx/model.onnx_data", "onnx/tokenizer.json", "*.json", "*/config.json",
-              "sentencepiece.bpe.model", "vocab.txt"]
+ONNX_FILES = ["onnx/model.onnx", "onnx/model.onnx_data", "onnx/tokenizer.json", "*.json", "*/config.json"]
 
 
 def main() -> int:

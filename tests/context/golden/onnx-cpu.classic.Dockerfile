@@ -76,7 +76,8 @@ ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
     BGE_MAX_BATCH_SIZE="32" \
     HF_HUB_DISABLE_TELEMETRY="1" \
     HF_HUB_OFFLINE="1" \
-    TRANSFORMERS_NO_TF="1"
+    TRANSFORMERS_NO_TF="1" \
+    ORT_DISABLE_TELEMETRY="1"
 # The ONNX form (graph, tokenizer, heads) gets a layer of its own, like baked weights.
 COPY --from=export /opt/model/ /opt/model/
 WORKDIR /opt/app

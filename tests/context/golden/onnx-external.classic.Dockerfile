@@ -62,7 +62,8 @@ ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
     BGE_WORKERS="1" \
     BGE_MAX_BATCH_SIZE="32" \
     HF_HUB_DISABLE_TELEMETRY="1" \
-    TRANSFORMERS_NO_TF="1"
+    TRANSFORMERS_NO_TF="1" \
+    ORT_DISABLE_TELEMETRY="1"
 WORKDIR /opt/app
 COPY server/ /opt/app/
 COPY entrypoint.sh /usr/local/bin/bgeimg-entrypoint
