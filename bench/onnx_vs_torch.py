@@ -95,7 +95,8 @@ def main() -> None:
         ("onnx-external", "onnx-external", [mid], onnx_form),
         ("onnx-cpu int8", "onnx-cpu", [f"model={model}", "slim.quantize=int8"], None),
     ]
-    built = {}
+    built: dict[str, dict] = {}
+    holders = []
     for label, name, sets, mount in cases:
         profile = profiles.resolve(name, sets=["torch_index_url=null", "platforms=[linux/amd64]", *sets]).profile
         wheels = make_wheelhouse(profile.requirements + profile.export_requirements, "linux/amd64")
@@ -103,6 +104,8 @@ def main() -> None:
         t = time.monotonic()
         report = build(profile, BuildOptions(image=tag, engine=args.engine, platforms=["linux/amd64"],
                                              wheelhouse=wheels))
+        # a created container holds the image: another session's `image prune -a` on the shared engine
+        holders.append(client.containers.create(tag, command=["true"]))
         volumes = {str(mount): {"bind": "/models", "mode": "ro"}} if mount else None
         advice = advised(tag, volumes)
         built[label] = {"tag": tag, "volumes": volumes, "size": report.platforms[0].size, "advice": advice,
@@ -174,7 +177,9 @@ def main() -> None:
     print(f"answers: smallest cosine to cpu-slim's, fp32 {built['onnx-cpu']['cos']:.6f} (>= 0.9999: "
           f"{verdict(built['onnx-cpu']['cos'] >= 0.9999)}), int8 {built['onnx-cpu int8']['cos']:.5f} (>= 0.99: "
           f"{verdict(built['onnx-cpu int8']['cos'] >= 0.99)})")
-    print(f"start times (s): " + "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)}" for k, vs in starts.items()))
+    print("start times (s): " + "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)}" for k, vs in starts.items()))
+    for holder in holders:
+        holder.remove(force=True)
 
 
 if __name__ == "__main__":

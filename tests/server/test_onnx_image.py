@@ -44,6 +44,20 @@ def build_onnx(name: str, sets: list[str], wheelhouse_factory, tag: str, platfor
     return build(p, BuildOptions(image=tag, engine="auto", platforms=[platform], wheelhouse=wheels))
 
 
+@pytest.fixture
+def hold(docker_client):
+    """Keep a created (never started) container of each image: the shared engine's `image prune -a` by another
+    session must not take an image from under a running test."""
+    held = []
+
+    def holder(tag: str) -> None:
+        held.append(docker_client.containers.create(tag, command=["true"]))
+
+    yield holder
+    for container in held:
+        container.remove(force=True)
+
+
 def no_torch(container) -> None:
     code, out = container.exec_run(["python", "-c", "import importlib.util as u; print([m for m in ('torch', "
                                     "'transformers','onnx','sympy','google.protobuf','pip','huggingface_hub') "
@@ -51,10 +65,11 @@ def no_torch(container) -> None:
     assert out.decode().strip() == "[]", out
 
 
-def test_onnx_cpu_exports_in_the_builder_and_serves_host_equal_embeddings(docker_client, minilm_dir,
+def test_onnx_cpu_exports_in_the_builder_and_serves_host_equal_embeddings(docker_client, minilm_dir, hold,
                                                                           wheelhouse_factory, host_vectors) -> None:
     tag = f"bgeimg-test-onnx/cpu:{uuid.uuid4().hex[:8]}"
     report = build_onnx("onnx-cpu", [f"model={minilm_dir}"], wheelhouse_factory, tag)
+    hold(tag)
     container = docker_client.containers.run(tag, detach=True, ports={"8000/tcp": ("127.0.0.1", None)})
     try:
         check_serving(container, host_vectors)
@@ -75,9 +90,10 @@ def test_onnx_cpu_exports_in_the_builder_and_serves_host_equal_embeddings(docker
 
 
 def test_onnx_external_serves_a_mounted_onnx_form_and_refuses_what_it_cannot_serve(
-        docker_client, minilm_dir, onnx_form, wheelhouse_factory, host_vectors, tmp_path) -> None:
+        docker_client, minilm_dir, onnx_form, wheelhouse_factory, host_vectors, tmp_path, hold) -> None:
     tag = f"bgeimg-test-onnx/external:{uuid.uuid4().hex[:8]}"
     build_onnx("onnx-external", [MINILM_ID], wheelhouse_factory, tag)
+    hold(tag)
     mount = {str(onnx_form): {"bind": "/models", "mode": "ro"}}
     try:
         container = docker_client.containers.run(tag, detach=True, ports={"8000/tcp": ("127.0.0.1", None)},
@@ -114,11 +130,13 @@ def test_onnx_external_serves_a_mounted_onnx_form_and_refuses_what_it_cannot_ser
         docker_client.images.remove(tag, force=True)
 
 
-def test_onnx_external_arm64_under_qemu_answers_like_amd64(docker_client, onnx_form, wheelhouse_factory) -> None:
+def test_onnx_external_arm64_under_qemu_answers_like_amd64(docker_client, onnx_form, wheelhouse_factory,
+                                                          hold) -> None:
     answers = {}
     for platform in ("linux/amd64", "linux/arm64"):
         tag = f"bgeimg-test-onnx/{platform.split('/')[1]}:{uuid.uuid4().hex[:8]}"
         build_onnx("onnx-external", [MINILM_ID], wheelhouse_factory, tag, platform)
+        hold(tag)
         container = docker_client.containers.run(tag, detach=True, platform=platform,
                                                  ports={"8000/tcp": ("127.0.0.1", None)},
                                                  volumes={str(onnx_form): {"bind": "/models", "mode": "ro"}})
