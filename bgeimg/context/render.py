@@ -210,6 +210,8 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
     }
     if profile.runtime == "onnx":
         labels[f"{LABEL_PREFIX}.onnx.quantize"] = profile.slim.quantize
+    if not baked and profile.slim.download_packages:  # kept for the download on start: analyze --advise reads it
+        labels[f"{LABEL_PREFIX}.slim.download_packages"] = ",".join(profile.slim.download_packages)
     labels.update(profile.labels)
 
     return {

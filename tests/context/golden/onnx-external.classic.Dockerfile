@@ -83,5 +83,6 @@ LABEL org.opencontainers.image.title="bge-onnx-external" \
       io.bgeimg.model.revision="main" \
       io.bgeimg.model.task="embed" \
       io.bgeimg.slim.bytecode="imported" \
-      io.bgeimg.onnx.quantize="none"
+      io.bgeimg.onnx.quantize="none" \
+      io.bgeimg.slim.download_packages="huggingface-hub,tqdm,pyyaml,filelock,httpx2,httpcore2,truststore"
 ENTRYPOINT ["/usr/local/bin/bgeimg-entrypoint"]
