@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT / "templates" / "server"))
 
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
+from bge_server.onnx_encoder import session_options  # noqa: E402
 from image_size import minilm_dir  # noqa: E402
 
-from bge_server.onnx_encoder import session_options  # noqa: E402
 from bgeimg.context.onnx import _script  # noqa: E402
 
 TEXT = "Embeddings power semantic search over millions of documents in a few milliseconds."
