@@ -179,7 +179,10 @@ def main() -> None:
           f"{verdict(built['onnx-cpu int8']['cos'] >= 0.99)})")
     print("start times (s): " + "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)}" for k, vs in starts.items()))
     for holder in holders:
-        holder.remove(force=True)
+        try:
+            holder.remove(force=True)
+        except docker.errors.NotFound:  # another session pruned the engine's containers meanwhile
+            pass
 
 
 if __name__ == "__main__":
