@@ -7,6 +7,8 @@ system (engine, registry, network) failed.
 
 from __future__ import annotations
 
+import re
+
 
 class BgeimgError(Exception):
     """Base class: `str(err)` is the one line shown to the user."""
@@ -38,3 +40,23 @@ class OutsideError(BgeimgError):
     """Something outside bgeimg (engine, registry, network) failed."""
 
     exit_code = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every `finally:` cleans up on the way out (exit 143 instead of 130)."""
+
+    exit_code = 143
+
+
+# `scheme://user:pw@` anywhere, or `user:pw@host` at the start of a value; never an image's `@sha256:` digest.
+_USERINFO = re.compile(r"(?P<lead>://|^|(?<=[\s'\"(]))[^/\s@'\"():]+(:[^/\s@'\"()]*)?@(?!sha256:)(?=[\w\[.-])")
+
+
+def redact(text: str) -> str:
+    """`text` with the userinfo of every URL or registry in it replaced by `***`: the one redaction used by every
+    message that shows a URL or a registry, so a password given in one is never printed back."""
+    def hide(m: re.Match) -> str:
+        # After `://` any userinfo is a secret; at the start of a bare value only `user:password@` is.
+        return m.group("lead") + "***@" if m.group("lead") == "://" or m.group(2) is not None else m.group(0)
+
+    return _USERINFO.sub(hide, text)

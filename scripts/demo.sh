@@ -11,7 +11,7 @@ EXAMPLE=examples/minilm
 IMAGE=bge-minilm:demo
 say() { printf '\ndemo: %s\n' "$*" >&2; }
 
-bash scripts/testbed.sh up
+bash scripts/testbed.sh up --arch amd64  # one amd64 image on Docker 20.10: no arm64 debootstrap, no Docker 26
 eval "$(bash scripts/testbed.sh env)"
 
 say "installing bgeimg into $VENV (as a user would: pip install .)"

@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CACHE="${BGEIMG_TESTBED_CACHE:-/var/cache/bgeimg-testbed}"
 VENV="${BGEIMG_VENV:-$CACHE/venv}"
 
-bash scripts/testbed.sh up
+bash scripts/testbed.sh up --modern  # everything: both architectures, Docker 20.10 and Docker 26
 eval "$(bash scripts/testbed.sh env)"
 
 if [[ ! -x "$VENV/bin/python" ]]; then
@@ -18,4 +18,9 @@ echo "test: installing bgeimg and its test dependencies into $VENV" >&2
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[dev,server-test]' 2> >(grep -v "^WARNING: Location" >&2)
 
 export PATH="$VENV/bin:$PATH"
+if [[ ${BGEIMG_LINT:-0} == 1 ]]; then  # .ci/run sets it: lint and types first, seconds, before minutes of tests
+    echo "test: ruff and mypy" >&2
+    "$VENV/bin/ruff" check bgeimg tests bench scripts
+    "$VENV/bin/mypy"
+fi
 exec "$VENV/bin/python" -m pytest "$@"

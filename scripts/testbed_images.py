@@ -14,7 +14,8 @@ for a foreign architecture.
 
 Subcommands:
   push  --registry HOST:PORT --layer-cache DIR --rootfs ARCH=TAR [--rootfs ...]
-  check --registry HOST:PORT     exit 0 when every stand-in tag resolves (HEAD)
+  check --registry HOST:PORT [--arch A ...]  exit 0 when every stand-in tag has these architectures
+                                 (default amd64 and arm64)
   list  --registry HOST:PORT     print repo:tag [platforms] for the whole registry
 """
 
@@ -110,7 +111,7 @@ def prepare_layer(rootfs_tar: str, cache_dir: str) -> dict:
     log(f"compressing {rootfs_tar}")
     t0 = time.time()
     h_raw = hashlib.sha256()
-    tmp = gz_path + ".tmp"
+    tmp = f"{gz_path}.{os.getpid()}.tmp"  # per process: two concurrent `up`s must not write one file
     with open(rootfs_tar, "rb") as src, open(tmp, "wb") as raw_out:
         # filename="" and mtime=0 make the gzip header deterministic
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw_out, compresslevel=6, mtime=0) as gz:
@@ -303,7 +304,8 @@ def cmd_check(args) -> int:
     ok = True
     for repo, (tag, _, _) in IMAGES.items():
         desc = describe(reg, repo, tag)
-        want = {"linux/amd64", "linux/arm64/v8"}
+        want = {"linux/" + "/".join(filter(None, (PLATFORMS[a]["architecture"], PLATFORMS[a].get("variant"))))
+                for a in (args.arch or PLATFORMS)}
         have = set((desc or "").split(", "))
         if not want <= have:
             ok = False
@@ -330,6 +332,7 @@ def main(argv=None) -> int:
     sc = sub.add_parser("check")
     sc.add_argument("--registry", required=True)
     sc.add_argument("--quiet", action="store_true")
+    sc.add_argument("--arch", action="append", choices=sorted(PLATFORMS))
     sl = sub.add_parser("list")
     sl.add_argument("--registry", required=True)
     args = p.parse_args(argv)

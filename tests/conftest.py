@@ -61,6 +61,24 @@ def registry() -> str:
     return REGISTRY
 
 
+def _testbed_tool(env: str, relative: str) -> str:
+    """A program `scripts/testbed.sh up` unpacks into its cache (cosign, nginx): $ENV, else the cache's copy."""
+    found = os.environ.get(env) or str(TESTBED_CACHE / "tools" / "root" / relative)
+    if not os.access(found, os.X_OK):
+        _unavailable(f"{Path(relative).name} ({found})")
+    return found
+
+
+@pytest.fixture(scope="session")
+def cosign() -> str:
+    return _testbed_tool("BGEIMG_COSIGN", "usr/bin/cosign")
+
+
+@pytest.fixture(scope="session")
+def nginx_bin() -> str:
+    return _testbed_tool("BGEIMG_NGINX", "usr/sbin/nginx")
+
+
 @pytest.fixture(scope="session")
 def testbed_cache() -> Path:
     TESTBED_CACHE.mkdir(parents=True, exist_ok=True)

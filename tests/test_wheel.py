@@ -34,7 +34,7 @@ def test_wheel_installs_and_renders_outside_the_checkout(tmp_path: Path) -> None
     for name, golden in (("gpu", "cuda-runtime.classic"), ("external-model", "external-model.classic")):
         rendered = subprocess.run([str(py), "-m", "bgeimg", "render", "--profile", name], cwd=work,
                                   capture_output=True, text=True, check=True).stdout
-        assert rendered == (ROOT / "tests" / "golden" / f"{golden}.Dockerfile").read_text()
+        assert rendered == (ROOT / "tests" / "context" / "golden" / f"{golden}.Dockerfile").read_text()
     # the installed package really reads its own data, not this checkout's
     where = subprocess.run([str(py), "-c", "from bgeimg import resources; print(resources.templates_dir())"],
                            cwd=work, capture_output=True, text=True, check=True).stdout

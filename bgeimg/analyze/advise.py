@@ -37,6 +37,9 @@ APT_RX = re.compile(r"^/var/(lib/apt/lists/[^/]+$|cache/apt/.+\.(bin|deb)$)")
 CACHE_RX = re.compile(r"/\.cache/(pip|uv|huggingface/xet|huggingface/hub/\.locks)/")
 TORCH_TEST_RX = re.compile(r"-packages/torch/(test/|bin/(\w*Test\w*|test_\w+|protoc[\w.-]*)$|lib/lib\w*_test\.so$)")
 DOWNLOAD_CLIENTS = {"hf_xet"}  # what huggingface_hub's snapshot_download imports beyond the hub client itself
+# a CUDA wheel's libraries: site-packages/nvidia/<part>/lib/libX.so.N (cu13: nvidia/cu13/lib/)
+WHEEL_CUDA_LIB_RX = re.compile(r"-packages/nvidia/(?:[^/]+/)*lib/(lib[\w+-]+)\.so(\.\d+)?[^/]*$")
+SHARED_LIB_RX = re.compile(r"/(lib[\w+-]+)\.so(\.\d+)?[^/]*$")
 PYC_RX = re.compile(r"^(.*)/__pycache__/([^/.]+)\.([\w-]+?)(\.opt-\d)?\.pyc$")
 
 
@@ -336,8 +339,10 @@ def _unused_packages(report: ImageReport, claims: _Claims, imports: _Imports) ->
         if items:
             names = sorted(d["name"] for d in dists)
             owner = {p: f"{d['site']}/{sorted(d['tops'])[0]}" for d in dists for p in d["files"]}
-            out.append(_finding(kind, f"{title} ({', '.join(names)})", items, _package_fix(names, proof),
-                                key=owner.get))
+            found = _finding(kind, f"{title} ({', '.join(names)})", items, _package_fix(names, proof),
+                             key=owner.get)
+            if found is not None:
+                out.append(found)
     return out
 
 
@@ -352,7 +357,7 @@ def _bytecode(report: ImageReport, claims: _Claims, imports: _Imports, in_scope)
     for entries in by_source.values():
         for tag, _ in entries:
             tags[tag] += 1
-    main_tag = max(tags, key=tags.get) if tags else None
+    main_tag = max(tags, key=lambda t: tags[t]) if tags else None
     extra = []
     for entries in by_source.values():
         keep = next((p for t, p in entries if t == main_tag and ".opt-" not in p), None)
@@ -455,7 +460,7 @@ def _rules(report: ImageReport, claims: _Claims, in_scope) -> list[Finding]:
         ("caches", "pip / uv / Hugging Face caches", [p for p in paths if CACHE_RX.search(p)],
          "`pip install --no-cache-dir` or `RUN --mount=type=cache,target=/root/.cache/pip` (bgeimg does both); "
          "`uv --no-cache`; delete ~/.cache/huggingface/xet after a download",
-         lambda p: p[: CACHE_RX.search(p).end()]),
+         lambda p: p[: CACHE_RX.search(p).end()]),  # type: ignore[union-attr]  # only paths it matched
         ("torch-test-binaries", "torch's C++ test binaries and protoc", [p for p in paths if TORCH_TEST_RX.search(p)],
          "slim.prune: [torch/test, \"torch/bin/*Test\", \"torch/bin/test_*\", \"torch/bin/protoc*\", "
          "\"torch/lib/lib*_test.so\"] (bgeimg's default)", posixpath.dirname),
@@ -495,6 +500,31 @@ def _rules(report: ImageReport, claims: _Claims, in_scope) -> list[Finding]:
     return out
 
 
+def _duplicate_libraries(live, claims: _Claims, in_base) -> list[Finding]:
+    """Shared libraries of the base image (an nvidia/cuda base's CUDA) that a CUDA wheel brings again under
+    site-packages/nvidia/: torch loads the wheel's copy (its RPATH), so the base's is never used."""
+    wheel: dict[str, set[str]] = defaultdict(set)  # library name -> the sonames the wheels carry
+    for p in live:
+        m = WHEEL_CUDA_LIB_RX.search(p)
+        if m and not in_base(p):
+            wheel[m.group(1)].add(m.group(1) + ".so" + (m.group(2) or ""))
+    twice, names, same = [], set(), set()
+    for p in live:
+        m = SHARED_LIB_RX.search(p)
+        if m and in_base(p) and "-packages/" not in p and m.group(1) in wheel:
+            twice.append(p)
+            names.add(m.group(1))
+            if m.group(1) + ".so" + (m.group(2) or "") in wheel[m.group(1)]:
+                same.add(m.group(1))
+    f = _finding("duplicate-libraries", f"shared libraries in the base image that a wheel's nvidia/ folder brings "
+                 f"again ({len(names)} libraries, {len(same)} with the same soname): a second CUDA, never loaded",
+                 claims.take(sorted(twice)),
+                 "a base without CUDA libraries: the torch wheels bring them and the NVIDIA container runtime the "
+                 "driver (bgeimg's gpu profile: python:3.11-slim and a cuda: flavour); or nvidia/cuda:X.Y.Z-base-*, "
+                 "never -runtime or -cudnn next to CUDA wheels")
+    return [f] if f else []
+
+
 def _deliberate(findings: list[Finding], labels: dict[str, str], rehearsed: bool) -> None:
     """bgeimg images say in labels what they keep on purpose (docs/slimming.md)."""
     bytecode = labels.get("io.bgeimg.slim.bytecode")
@@ -531,6 +561,8 @@ def advise(report: ImageReport, min_bytes: int = MIN_BYTES, rehearsal: Rehearsal
     findings += _weights({p: v for p, v in live.items() if not in_base(p)}, claims)
     findings += _rules(report, claims, lambda p: not in_base(p))
     findings += _bytecode(report, claims, imports, lambda p: not in_base(p))
+    # before the base's own rules claim them: the base's copy is this build's waste once the wheels bring one
+    findings += _duplicate_libraries(live, claims, in_base)
     base = _rules(report, claims, in_base)
     findings = [f for f in findings if f.bytes >= min_bytes or f.kind == "missing-bytecode"]
     base = [f for f in base if f.bytes >= min_bytes]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import heapq
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
-from bgeimg.analyze.report import CATEGORIES, SCHEMA_VERSION, ImageReport
+from bgeimg.analyze.report import CATEGORIES, SCHEMA_VERSION, ImageReport, asdict_value
 
 TOP_FILES = 15
 
@@ -44,8 +44,8 @@ class Comparison:
     differing_files: list[Row] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        out = asdict(self)
-        out["a"] = self.a.to_json()
+        out = {f.name: asdict_value(getattr(self, f.name)) for f in fields(self) if f.name not in ("a", "b")}
+        out["a"] = self.a.to_json()  # not asdict: a report carries its whole filesystem off the schema
         out["b"] = self.b.to_json()
         return {"schema_version": SCHEMA_VERSION, "kind": "comparison", **out}
 
@@ -74,7 +74,7 @@ def compare(a: ImageReport, b: ImageReport) -> Comparison:
         lst.sort(key=lambda c: (-abs(c.diff), c.name))
 
     files = []
-    fa, fb = getattr(a, "final_files", None), getattr(b, "final_files", None)
+    fa, fb = a.final_files, b.final_files
     if fa is not None and fb is not None:
         def diffs():
             for path, size in fa.items():
@@ -87,6 +87,6 @@ def compare(a: ImageReport, b: ImageReport) -> Comparison:
 
         top = heapq.nlargest(TOP_FILES, diffs(), key=lambda t: abs((t[2] or 0) - (t[1] or 0)))
         files = [Row(p, sa, sb, (sb or 0) - (sa or 0)) for p, sa, sb in top]
-    return Comparison(a=a, b=b, totals=totals, categories=cats, shared_layers=[layer.diff_id for layer in shared],
+    return Comparison(a=a, b=b, totals=totals, categories=cats, shared_layers=[layer.diff_id for layer in shared if layer.diff_id],
                       shared_bytes=shared_bytes, only_a_packages=only_a, only_b_packages=only_b,
                       changed_packages=changed, differing_files=files)

@@ -1,32 +1,36 @@
 """Read one layer tar (plain, gzip or zstd) as a stream and keep only what the report needs.
 
 Nothing is extracted and no file content is kept, except the small `*.dist-info/RECORD` files that say which
-Python distribution owns which file. Sizes are counted from the bytes that pass, never from the gzip ISIZE
+Python distribution owns which file, and the system's package list and release (dpkg status, os-release) that
+the SBOM reads. Sizes are counted from the bytes that pass, never from the gzip ISIZE
 trailer (it is the size modulo 4 GiB).
 """
 
 from __future__ import annotations
 
-import contextvars
-import gzip
+import hashlib
 import io
 import os
 import posixpath
 import re
 import struct
+import zlib
 from dataclasses import dataclass, field
 
 from bgeimg.analyze.errors import AnalyzeInputError
+from bgeimg.oci.streams import CHUNK
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-CHUNK = 1 << 20
 RECORD_MAX = 8 << 20  # a RECORD larger than this is not a RECORD worth reading
+# The installed Debian packages (status.d/: distroless images) and the distribution they come from: `bgeimg sbom`.
+SYSTEM_FILES = ("/var/lib/dpkg/status", "/usr/lib/os-release", "/etc/os-release")
+SYSTEM_DIRS = ("/var/lib/dpkg/status.d",)
+SYSTEM_MAX = 32 << 20
 # `analyze --advise` looks inside files too: ELF section tables, Python imports, small scripts. Off by default so
 # the plain report keeps skipping file data (a seek per file in archives).
-PROBE: contextvars.ContextVar[bool] = contextvars.ContextVar("bgeimg_probe", default=False)
 ELF_MIN = 64 << 10  # smaller binaries are not worth a finding
 PY_MAX = 4 << 20
 TEXT_MAX = 64 << 10
@@ -66,36 +70,76 @@ class LayerScan:
     whiteouts: list[str] = field(default_factory=list)  # paths this layer deletes from the layers below
     opaque: list[str] = field(default_factory=list)  # directories whose lower contents this layer hides
     records: dict[str, bytes] = field(default_factory=dict)  # dist-info RECORD path -> its text
-    # with PROBE set:
+    system: dict[str, bytes] = field(default_factory=dict)  # SYSTEM_FILES (and status.d/*) -> their text
+    # with probe=True (analyze --advise):
     elf_strippable: dict[str, int] = field(default_factory=dict)  # ELF file -> bytes of its symbol tables/debug info
     py_imports: dict[str, frozenset[str]] = field(default_factory=dict)  # .py file -> modules it may import
     texts: dict[str, bytes] = field(default_factory=dict)  # small scripts an entry point may run
+    tar_digest: str | None = None  # sha256 of the uncompressed tar (the diff_id) when scan_layer was asked for it
 
 
 class _CountingRaw(io.RawIOBase):
-    """Raw reader over a decompressor that counts the bytes it yields (the exact uncompressed tar length)."""
+    """Raw reader over a decompressor that counts the bytes it yields (the exact uncompressed tar length) and,
+    when given a hash, hashes them (the diff_id)."""
 
-    def __init__(self, src):
+    def __init__(self, src, hasher=None):
         self.src = src
         self.count = 0
+        self.hasher = hasher
+        self._into = getattr(src, "readinto", None)  # a plain stream: no copy through a bytes object
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
-        data = self.src.read(len(b))
-        n = len(data)
-        b[:n] = data
+        if self._into is not None:
+            n = self._into(b)
+        else:
+            data = self.src.read(len(b))
+            n = len(data)
+            b[:n] = data
         self.count += n
+        if self.hasher is not None and n:
+            self.hasher.update(memoryview(b)[:n])
         return n
 
 
 def _decompressor(fileobj, compression: str):
     if compression == "gzip":
-        return gzip.GzipFile(fileobj=fileobj, mode="rb")
+        return _Gzip(fileobj)
     if compression == "zstd":
         return _Zstd(fileobj)
     return fileobj
+
+
+class _Gzip:
+    """gzip members, one after another, inflated a chunk at a time by zlib, which checks each member's CRC and
+    length itself (gzip.GzipFile reads 8 KB at a time and computes the CRC again in Python: more than the inflate
+    costs). A stream cut short is an error; zero padding after the last member is allowed, as gzip allows it."""
+
+    def __init__(self, src):
+        self.src = src
+        self.obj = zlib.decompressobj(31)
+        self.tail = b""
+
+    def read(self, n: int = -1) -> bytes:
+        n = n if n > 0 else CHUNK
+        while True:
+            if self.obj.eof:
+                rest = self.obj.unused_data.lstrip(b"\0")
+                while not rest:
+                    more = self.src.read(CHUNK)
+                    if not more:
+                        return b""
+                    rest = more.lstrip(b"\0")
+                self.obj, self.tail = zlib.decompressobj(31), rest
+            data = self.tail or self.src.read(CHUNK)
+            if not data:
+                raise EOFError("gzip stream ended before the end of its member")
+            out = self.obj.decompress(data, n)
+            self.tail = b"" if self.obj.eof else self.obj.unconsumed_tail
+            if out:
+                return out
 
 
 class _Zstd:
@@ -135,33 +179,37 @@ class TarCorrupt(ValueError):
     pass
 
 
-def scan_layer(fileobj, *, size: int | None = None, seekable: bool = False, what: str = "layer") -> LayerScan:
+def scan_layer(fileobj, *, size: int | None = None, seekable: bool = False, what: str = "layer",
+               probe: bool = False, digest: bool = False) -> LayerScan:
     """Scan a layer blob. `fileobj` must support `peek` (a BufferedReader) so the magic bytes can be sniffed.
 
     A seekable plain tar of known `size` is walked header to header (file data is skipped by seeking); anything
-    else is read once, front to back, and every byte counted."""
+    else is read once, front to back, and every byte counted (and hashed into `tar_digest` with `digest`)."""
     head = fileobj.peek(512)[:512]
     compression = sniff(head)
     if compression is None:
         raise AnalyzeInputError(f"{what} is not a tar, gzip or zstd layer")
     scan = LayerScan(compression=compression)
     try:
-        if compression == "none" and seekable and size is not None:
+        if compression == "none" and seekable and size is not None and not digest:
             start = fileobj.tell()
-            _walk(fileobj, scan, seekable=True, probe=PROBE.get())
+            _walk(fileobj, scan, seekable=True, probe=probe)
             if fileobj.tell() - start > size:
                 raise TarCorrupt("unexpected end of data")
             scan.tar_size = size
         else:
-            raw = _CountingRaw(_decompressor(fileobj, compression))
+            raw = _CountingRaw(_decompressor(fileobj, compression), hashlib.sha256() if digest else None)
             stream = io.BufferedReader(raw, CHUNK)
-            _walk(stream, scan, seekable=False, probe=PROBE.get())
-            while stream.read(CHUNK):  # the zero blocks and padding after the end marker count too
+            _walk(stream, scan, seekable=False, probe=probe)
+            scratch = bytearray(CHUNK)
+            while stream.readinto(scratch):  # the zero blocks and padding after the end marker count too
                 pass
             scan.tar_size = raw.count
+            if raw.hasher is not None:
+                scan.tar_digest = "sha256:" + raw.hasher.hexdigest()
     except AnalyzeInputError:
         raise
-    except (EOFError, OSError, ValueError) as exc:
+    except (EOFError, OSError, ValueError, zlib.error) as exc:
         raise AnalyzeInputError(f"{what} is truncated or corrupt ({type(exc).__name__}: {exc})",
                                 "re-create the archive, e.g. with `docker save -o FILE IMAGE`") from None
     except Exception as exc:  # zstandard.ZstdError and friends
@@ -202,12 +250,15 @@ def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
     files, dirs = scan.files, scan.dirs
     read = f.read
 
+    scratch = memoryview(bytearray(0 if seekable else CHUNK))
+    readinto = getattr(f, "readinto", None)
+
     def skip(n: int) -> None:
         if seekable:
             f.seek(n, 1)
             return
-        while n > 0:
-            got = len(read(min(n, CHUNK)))
+        while n > 0:  # into one scratch buffer: skipped data costs a copy, not an allocation per chunk
+            got = readinto(scratch[:min(n, CHUNK)]) if readinto else len(read(min(n, CHUNK)))
             if not got:
                 raise TarCorrupt("unexpected end of data")
             n -= got
@@ -276,6 +327,8 @@ def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
             n = size
             if base == "RECORD" and n <= RECORD_MAX and parent.endswith(".dist-info"):
                 scan.records[path] = data(n)
+            elif n <= SYSTEM_MAX and (path in SYSTEM_FILES or parent in SYSTEM_DIRS):
+                scan.system[path] = data(n)
             elif probe and n and _probe(path, base, n, f, seekable, scan, data, skip):
                 pass
             elif n:
@@ -333,28 +386,6 @@ class Window:
 
     def tell(self) -> int:
         return self.pos - self.start
-
-
-class ChunkStream(io.RawIOBase):
-    """A file object over an iterator of byte chunks (docker-py's streamed `get_image`)."""
-
-    def __init__(self, chunks):
-        self._chunks = iter(chunks)
-        self._buf = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        while not len(self._buf):
-            try:
-                self._buf = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
 
 
 # ---- probes (analyze --advise) -----------------------------------------------------------------------------------

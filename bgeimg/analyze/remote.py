@@ -1,19 +1,37 @@
-"""A remote image, read without pulling: the manifest (an index narrowed to one platform) and the config only.
+"""A remote image, read without pulling: the manifest (an index narrowed to one platform), the config, and each
+layer streamed once from the registry into the layer scanner. No daemon and no disk copy: a layer's bytes pass
+through the digest check, the decompressor and the tar walk, and only the scan is kept.
 
-The HTTP side (auth from the docker config, bearer tokens, TLS, retries) is bgeimg.oci.registry's read API; this
-module only turns its answers into an `ImageData` whose layers carry compressed sizes and no scan.
+The HTTP side (auth from the docker config, bearer tokens, TLS, retries) is bgeimg.oci.registry's read API. A blob
+is verified against its digest as it streams (`iter_blob`) and the uncompressed tar against the diff_id the config
+names, as `docker pull` does; either mismatch is an outside failure (exit 3). Layers already in the cache
+(bgeimg.analyze.cache) are not downloaded at all.
 """
 
 from __future__ import annotations
 
+import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 
-from bgeimg.analyze.errors import AnalyzeInputError
+from bgeimg.analyze.cache import LayerCache
+from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
 from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
+from bgeimg.analyze.layers import LayerScan, scan_layer
 from bgeimg.oci.mediatypes import INDEX_TYPES
+from bgeimg.oci.streams import CHUNK, ChunkStream
+
+WORKERS = 3  # layers streamed at once: the network, the hashes and zlib run outside the GIL, the tar walk in it
 
 
-def from_registry(ref: str, platform: str | None = None) -> ImageData:
+def media_compression(media_type: str | None) -> str:
+    """A layer's compression from its media type (for a layer read from the cache, whose bytes are not seen)."""
+    mt = media_type or ""
+    return "zstd" if "zstd" in mt else "gzip" if "gzip" in mt else "none"
+
+
+def from_registry(ref: str, platform: str | None = None, probe: bool = False,
+                  cache: LayerCache | None = None) -> ImageData:
     from bgeimg.oci import registry
     from bgeimg.oci.reference import parse_reference
 
@@ -39,18 +57,64 @@ def from_registry(ref: str, platform: str | None = None) -> ImageData:
         manifest_digest = desc["digest"]
     cfg_desc = body.get("config")
     layers = body.get("layers")
-    if not isinstance(cfg_desc, dict) or "digest" not in cfg_desc or not isinstance(layers, list):
+    if not isinstance(cfg_desc, dict) or "digest" not in cfg_desc or not isinstance(layers, list) \
+            or not all(isinstance(ld, dict) and "digest" in ld for ld in layers):
         raise AnalyzeInputError(f"{what}: malformed manifest {manifest_digest} (no config or layers)",
                                 "only image manifests and indexes (OCI or Docker v2) can be analysed")
+    raw_config = (cache.get_config(cfg_desc["digest"]) if cache else None) or \
+        client.get_blob(r.repository, cfg_desc["digest"])  # verified against the digest either way
     try:
-        config = json.loads(client.get_blob(r.repository, cfg_desc["digest"]))
+        config = json.loads(raw_config)
     except (ValueError, UnicodeDecodeError) as exc:
         raise AnalyzeInputError(f"{what}: malformed image config ({exc})") from None
+    if not isinstance(config, dict):
+        raise AnalyzeInputError(f"{what}: malformed image config (not a JSON object)")
     plat = check_platform(config, platform, what)
+    if cache:
+        cache.put_config(raw_config)
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    return ImageData(
-        ref=ref, source="registry", platform=plat, config=config, config_digest=cfg_desc["digest"],
-        manifest_digest=manifest_digest,
-        layers=[LayerData(diff_id=diff_ids[i] if i < len(diff_ids) else None, digest=ld.get("digest"),
-                          compressed_size=ld.get("size"), media_type=ld.get("mediaType"))
-                for i, ld in enumerate(layers)])
+    if len(diff_ids) != len(layers):
+        raise AnalyzeInputError(f"{what}: the config names {len(diff_ids)} diff_ids for {len(layers)} layers")
+
+    data = [LayerData(diff_id=diff_ids[i], digest=ld["digest"], compressed_size=ld.get("size"),
+                      media_type=ld.get("mediaType")) for i, ld in enumerate(layers)]
+    for ld in data:
+        ld.scan = cache.get_scan(ld.diff_id, probe) if cache else None
+        if ld.scan is not None:
+            ld.scan.compression = media_compression(ld.media_type)
+    todo = [ld for ld in data if ld.scan is None]
+
+    def stream(ld: LayerData) -> LayerScan:
+        scan = _stream_layer(client, r.repository, ld, probe, what)
+        if cache:
+            cache.put_scan(ld.diff_id, probe, scan)
+        return scan
+
+    if todo:
+        pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(todo)), thread_name_prefix="bgeimg-layer")
+        try:
+            for ld, scan in zip(todo, pool.map(stream, todo)):
+                ld.scan = scan
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return ImageData(ref=ref, source="registry", platform=plat, config=config, config_digest=cfg_desc["digest"],
+                     manifest_digest=manifest_digest, layers=data)
+
+
+def _stream_layer(client, repo: str, ld: LayerData, probe: bool, what: str) -> LayerScan:
+    """One pass over a layer blob: digest checked by iter_blob when the blob ends, diff_id checked here."""
+    chunks = client.iter_blob(repo, ld.digest, chunk_size=CHUNK)
+    try:
+        scan = scan_layer(io.BufferedReader(ChunkStream(chunks), CHUNK), what=f"layer {ld.digest} of {what}",
+                          probe=probe, digest=True)
+    except AnalyzeInputError:
+        for _ in chunks:  # bytes that do not match their digest explain a broken layer better: finish the check
+            pass
+        raise
+    for _ in chunks:  # the scan stops at the end of the tar; the digest is checked when the blob ends
+        pass
+    if scan.tar_digest != ld.diff_id:
+        raise SourceUnavailable(f"{what}: layer {ld.digest} unpacks to {scan.tar_digest}, not the diff_id "
+                                f"{ld.diff_id} its config names", "the image in the registry is corrupt: push it "
+                                "again")
+    return scan

@@ -16,7 +16,7 @@ import io
 import posixpath
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 from bgeimg.analyze.image import ImageData
 
@@ -110,9 +110,28 @@ class ImageReport:
     waste: Waste | None
     files_scanned: bool
     warnings: list[str] = field(default_factory=list)
+    # Kept off the JSON schema (json=False): what compare and --advise read beyond the report.
+    final_files: dict[str, int] | None = field(default=None, repr=False, metadata={"json": False})  # path -> size
+    live: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False, metadata={"json": False})  # path -> (layer, size)
+    records: dict[str, bytes] = field(default_factory=dict, repr=False, metadata={"json": False})  # RECORD path -> text
+    system: dict[str, bytes] = field(default_factory=dict, repr=False, metadata={"json": False})  # dpkg status, os-release
+    distributions: list[Package] = field(default_factory=list, repr=False, metadata={"json": False})  # all, for sbom
+    probes: dict[str, dict] = field(default_factory=dict, repr=False, metadata={"json": False})  # what --advise's probes saw
+    base_layers: int = field(default=0, metadata={"json": False})  # how many layers come from the base image
+    config: dict = field(default_factory=dict, repr=False, metadata={"json": False})  # the image config
 
     def to_json(self) -> dict:
-        return {"schema_version": SCHEMA_VERSION, "kind": "image", **asdict(self)}
+        public = {f.name: asdict_value(getattr(self, f.name)) for f in fields(self) if f.metadata.get("json", True)}
+        return {"schema_version": SCHEMA_VERSION, "kind": "image", **public}
+
+
+def asdict_value(value):
+    """A field's value as plain JSON values (dataclasses and lists of them as dicts)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list):
+        return [asdict_value(v) for v in value]
+    return value
 
 
 # ---- history -> layers -------------------------------------------------------------------------------------------
@@ -136,7 +155,7 @@ def instruction(created_by: str | None) -> str | None:
 def map_history(history: list[dict], n_layers: int) -> tuple[list[dict | None], str | None]:
     """The k-th non-empty history entry made the k-th layer. When the counts differ (squashed or imported
     images, stripped history), align from the end: the layers a user built are the last ones."""
-    entries = [h for h in history or [] if isinstance(h, dict) and not h.get("empty_layer")]
+    entries: list[dict | None] = [h for h in history or [] if isinstance(h, dict) and not h.get("empty_layer")]
     if len(entries) == n_layers:
         return list(entries), None
     if not entries:
@@ -163,8 +182,8 @@ def base_layer_count(history: list[dict], n_layers: int) -> int:
             boundary = layers_before
     if boundary == 0 and history:
         first = next((h for h in history if isinstance(h, dict) and not h.get("empty_layer")), None)
-        ins = instruction(first.get("created_by")) if first else ""
-        if ins and re.match(r"^(ADD|COPY) (file|multi):\S+ in /\s*$", ins):
+        first_ins = instruction(first.get("created_by")) if first else ""
+        if first_ins and re.match(r"^(ADD|COPY) (file|multi):\S+ in /\s*$", first_ins):
             boundary = 1
     return min(boundary, n_layers)
 
@@ -173,7 +192,7 @@ def categorise(ins: str | None, files: dict[str, int] | None, model_dir: str | N
     """Category of a non-base layer from where its bytes are, then from its instruction."""
     model_dirs = (model_dir, *MODEL_DIRS) if model_dir else MODEL_DIRS
     if files:
-        sums = defaultdict(int)
+        sums: defaultdict[str, int] = defaultdict(int)
         model_p = tuple(d.rstrip("/") + "/" for d in model_dirs)  # str.startswith(tuple): one call per file
         app_p = tuple(d + "/" for d in APP_DIRS)
         system_p = tuple(d + "/" for d in SYSTEM_DIRS)
@@ -360,27 +379,27 @@ def _packages(records: dict[str, bytes], live: dict[str, tuple[int, int]]) -> li
                 if not top.endswith((".dist-info", ".pth")) and top != "__pycache__":
                     top_owner.setdefault((site, top), idx)
         owner[rec_path] = idx
-    sizes = defaultdict(int)
-    counts = defaultdict(int)
-    loose = defaultdict(int)
-    loose_n = defaultdict(int)
+    sizes: defaultdict[int, int] = defaultdict(int)
+    counts: defaultdict[int, int] = defaultdict(int)
+    loose: defaultdict[tuple[str, str], int] = defaultdict(int)
+    loose_n: defaultdict[tuple[str, str], int] = defaultdict(int)
     for path, (_, size) in live.items():
-        idx = owner.get(path)
-        if idx is None:
+        owned: int | None = owner.get(path)
+        if owned is None:
             if "-packages/" not in path:
                 continue
             m = SITE_RX.match(path)
             if not m:
                 continue
             site, top = m.group(1), m.group(2)
-            idx = top_owner.get((site, top))
-            if idx is None:
+            owned = top_owner.get((site, top))
+            if owned is None:
                 key = (site, top.removesuffix(".py"))
                 loose[key] += size
                 loose_n[key] += 1
                 continue
-        sizes[idx] += size
-        counts[idx] += 1
+        sizes[owned] += size
+        counts[owned] += 1
     out = [Package(name=d["name"], version=d["version"], size=sizes[i], files=counts[i], location=d["site"])
            for i, d in enumerate(dists)]
     out += [Package(name=top, version="", size=size, files=loose_n[(site, top)], location=site)
@@ -404,6 +423,7 @@ def build_report(data: ImageData) -> ImageReport:
 
     replay = _Replay()
     records: dict[str, bytes] = {}
+    system: dict[str, bytes] = {}
     probes: dict[str, dict] = {"elf_strippable": {}, "py_imports": {}, "texts": {}}  # filled by analyze --advise
     layers: list[LayerReport] = []
     written = 0
@@ -418,6 +438,7 @@ def build_report(data: ImageData) -> ImageReport:
         if scan is not None:
             replay.apply(i, scan)
             records.update(scan.records)
+            system.update(scan.system)
             if scan.py_imports or scan.elf_strippable or scan.texts:
                 for name, found in probes.items():  # what this layer rewrote replaces what lower layers said
                     for path in scan.files.keys() & found.keys():
@@ -437,33 +458,31 @@ def build_report(data: ImageData) -> ImageReport:
     for layer in layers:
         size = layer.size if layer.size is not None else layer.compressed_size
         categories[layer.category] += size or 0
-    size = sum(layer.size for layer in layers) if scanned else None
+    size = sum(layer.size or 0 for layer in layers) if scanned else None
     known = [layer.compressed_size for layer in layers]
-    compressed = sum(known) if known and all(k is not None for k in known) else None
+    compressed = sum(k or 0 for k in known) if known and all(k is not None for k in known) else None
     biggest = [FileSize(p, s) for p, (_, s) in heapq.nlargest(TOP_FILES * 2, replay.live.items(),
                                                               key=lambda kv: kv[1][1])] if scanned else []
+    distributions = _packages(records, replay.live) if scanned else []
     report = ImageReport(
         ref=data.ref, source=data.source, platform=data.platform, config_digest=data.config_digest,
         manifest_digest=data.manifest_digest, labels=labels, size=size, compressed_size=compressed, layers=layers,
-        categories=categories, packages=_packages(records, replay.live)[:TOP_PACKAGES * 4] if scanned else [],
+        categories=categories, packages=distributions[:TOP_PACKAGES * 4],
         biggest_files=biggest, waste=_waste(replay, written) if scanned else None, files_scanned=scanned,
-        warnings=warnings)
-    # The final filesystem (path -> size), kept off the JSON schema; compare uses it.
-    report.final_files = {p: s for p, (_, s) in replay.live.items()} if scanned else None
-    # For analyze --advise: the final filesystem with the layer of each file, RECORDs, what the probes saw.
-    report.live, report.records, report.probes = replay.live, records, probes
-    report.base_layers = next((i for i, layer in enumerate(layers) if layer.category != "base image"), len(layers))
-    report.config = cfg
+        warnings=warnings,
+        final_files={p: s for p, (_, s) in replay.live.items()} if scanned else None,
+        live=replay.live, records=records, probes=probes, distributions=distributions,
+        system={p: text for p, text in system.items() if p in replay.live},  # deleted or replaced later: gone
+        base_layers=next((i for i, layer in enumerate(layers) if layer.category != "base image"), len(layers)),
+        config=cfg)
     return report
 
 
-def analyze(ref: str, platform: str | None = None, source: str | None = None, probe: bool = False) -> ImageReport:
-    """Read IMAGE from its source and build its report; `probe` also looks inside files, for --advise."""
-    from bgeimg.analyze.layers import PROBE
+def analyze(ref: str, platform: str | None = None, source: str | None = None, probe: bool = False,
+            cache: bool = True) -> ImageReport:
+    """Read IMAGE from its source and build its report; `probe` also looks inside files, for --advise; `cache`
+    reuses layer scans by diff_id (bgeimg.analyze.cache)."""
+    from bgeimg.analyze.cache import open_cache
     from bgeimg.analyze.sources import open_image
 
-    token = PROBE.set(probe)
-    try:
-        return build_report(open_image(ref, platform=platform, source=source))
-    finally:
-        PROBE.reset(token)
+    return build_report(open_image(ref, platform=platform, source=source, probe=probe, cache=open_cache(cache)))

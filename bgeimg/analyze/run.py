@@ -23,9 +23,12 @@ class AnalyzeRequest:
     max_wasted: str | None = None
     min_efficiency: str | None = None
     max_floor_ratio: str | None = None
+    max_user_wasted_percent: str | None = None
+    ci_config: str | None = None  # a dive rules file; None: ./.dive-ci when there is one
     advise: bool = False
     rehearse: bool = False
     rehearse_mounts: list[str] = field(default_factory=list)
+    cache: bool = True  # reuse layer scans by diff_id (bgeimg.analyze.cache)
 
 
 @dataclass
@@ -54,22 +57,24 @@ class Analysis:
 
 
 def run(request: AnalyzeRequest) -> Analysis:
-    limits = dict(
-        max_size=gating.parse_size(request.max_size, "--max-size") if request.max_size else None,
-        max_wasted=gating.parse_size(request.max_wasted, "--max-wasted") if request.max_wasted else None,
-        min_efficiency=gating.parse_ratio(request.min_efficiency, "--min-efficiency") if request.min_efficiency
-        else None,
-        max_floor_ratio=gating.parse_floor_ratio(request.max_floor_ratio) if request.max_floor_ratio else None,
-    )
+    # Every limit is parsed before any image is read: a typo fails at once.
+    max_size = gating.parse_size(request.max_size, "--max-size") if request.max_size else None
+    max_wasted = gating.parse_size(request.max_wasted, "--max-wasted") if request.max_wasted else None
+    min_efficiency = gating.parse_ratio(request.min_efficiency, "--min-efficiency") if request.min_efficiency \
+        else None
+    max_floor_ratio = gating.parse_floor_ratio(request.max_floor_ratio) if request.max_floor_ratio else None
+    max_user_wasted = gating.parse_ratio(request.max_user_wasted_percent, "--max-user-wasted-percent") \
+        if request.max_user_wasted_percent else None
+    dive_rules = gating.load_dive_ci(request.ci_config)
     from bgeimg.analyze.rehearse import parse_mounts
 
     mounts = parse_mounts(request.rehearse_mounts)
     rehearse = request.rehearse or bool(mounts)
     advise = request.advise or rehearse or request.max_floor_ratio is not None
     first = analyze(request.image, platform=request.platform, source=request.source,
-                    probe=advise and not request.other)
-    second = analyze(request.other, platform=request.platform, source=request.source, probe=advise) \
-        if request.other else None
+                    probe=advise and not request.other, cache=request.cache)
+    second = analyze(request.other, platform=request.platform, source=request.source, probe=advise,
+                     cache=request.cache) if request.other else None
     last = second or first
     advice = None
     if advise:
@@ -82,5 +87,7 @@ def run(request: AnalyzeRequest) -> Analysis:
         started = rehearse_image(last.config_digest or last.ref, name=last.ref, platform=last.platform,
                                  mounts=mounts) if rehearse else None
         advice = advise_image(last, rehearsal=started)
-    gates = gating.check(last, advice=advice, **limits)
+    gates = gating.check(last, advice=advice, max_size=max_size, max_wasted=max_wasted, min_efficiency=min_efficiency,
+                         max_floor_ratio=max_floor_ratio, max_user_wasted_percent=max_user_wasted,
+                         dive_rules=dive_rules)
     return Analysis(compare(first, second) if second else first, advice, gates)

@@ -1,9 +1,12 @@
-"""Image sources: an image in the local engine, a `docker save` archive, an OCI layout directory, a registry.
+"""Image sources: an image in the local engine, a `docker save` archive, an OCI layout directory (a registry is
+bgeimg.analyze.remote).
 
 Each source yields an `ImageData`: the image config and, per layer, its ids, compressed size where known and a
-`LayerScan` (None for a registry image, whose layers are not downloaded). Archives are read in one pass, in the
-order their members come: the legacy `docker save` layout puts manifest.json last, so every layer-looking member
-is scanned as it passes (a few KB of paths kept per layer, no content) and matched to the manifest at the end.
+`LayerScan`, from the layer cache (bgeimg.analyze.cache) when it has one. A stream (the engine's save, a compressed
+archive) is read in one pass, in the order its members come: the legacy `docker save` layout puts manifest.json
+last, so every layer-looking member is scanned as it passes (a few KB of paths kept per layer, no content) and
+matched to the manifest at the end. A file on disk is walked header to header first, and the layers the manifest
+names are then read in place (or taken from the cache).
 """
 
 from __future__ import annotations
@@ -11,17 +14,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from bgeimg.analyze.cache import LayerCache
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
 from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
-from bgeimg.analyze.layers import CHUNK, ChunkStream, LayerScan, Window, _decompressor, scan_layer, sniff
+from bgeimg.analyze.layers import LayerScan, Window, _decompressor, _octal, _pax, scan_layer, sniff
 from bgeimg.oci.docker import EngineUnavailable, api_client
 from bgeimg.oci.platform import platform_matches, platform_str
 from bgeimg.oci.reference import is_host
+from bgeimg.oci.streams import CHUNK, ChunkStream
 
 JSON_MAX = 64 << 20
 TRANSPORTS = {"docker-archive": "archive", "oci-archive": "archive", "oci": "oci", "docker-daemon": "engine",
@@ -38,11 +45,25 @@ def _loads(data: bytes, what: str):
 # ---- archives (docker save, legacy and OCI) and the engine's save stream ----------------------------------------
 
 @dataclass
+class _Member:
+    name: str
+    kind: bytes  # tar type flag: b"0" regular, b"1" hard link, b"2" symlink, ...
+    size: int
+    linkname: str
+
+
+@dataclass
 class _ArchiveContents:
     jsons: dict[str, bytes] = field(default_factory=dict)
-    layers: dict[str, LayerScan] = field(default_factory=dict)
+    layers: dict[str, LayerScan] = field(default_factory=dict)  # scanned as they streamed past
+    spans: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # on disk: (offset, size, compression)
     sizes: dict[str, int] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
+    fd: int | None = None
+    probe: bool = False
+    cache: LayerCache | None = None
+    cache_writes: bool = False  # the engine's save stream: its diff_ids are the engine's own
+    what: str = ""
 
     def resolve(self, name: str) -> str:
         name = posixpath.normpath(name).lstrip("/")
@@ -52,31 +73,131 @@ class _ArchiveContents:
             name = self.links[name]
         return name
 
+    def layer(self, key: str, diff_id: str | None) -> LayerScan | None:
+        """The scan of layer member `key`: scanned already (a stream), from the cache, or read in place now."""
+        if key in self.layers:
+            scan = self.layers[key]
+            if self.cache and self.cache_writes:
+                self.cache.put_scan(diff_id, self.probe, scan)
+            return scan
+        if key not in self.spans:
+            return None
+        offset, size, compression = self.spans[key]
+        cached = self.cache.get_scan(diff_id, self.probe) if self.cache else None
+        if cached is not None:
+            cached.compression = compression
+            return cached
+        assert self.fd is not None
+        return scan_layer(Window(self.fd, offset, size), size=size, seekable=True,
+                          what=f"layer {key} of {self.what}", probe=self.probe)
 
-def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None) -> _ArchiveContents:
-    """One pass over the outer tar. On a file on disk (`seekable`), members are read in place with pread."""
-    out = _ArchiveContents()
-    fd = fileobj.fileno() if seekable else None
+
+class _Bounded(io.RawIOBase):
+    """The next `left` bytes of a stream, as a raw reader (so a BufferedReader over it can peek)."""
+
+    def __init__(self, f, left: int):
+        self.f, self.left = f, left
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.left <= 0:
+            return 0
+        view = memoryview(b)
+        n = self.f.readinto(view[:min(len(view), self.left)])
+        if not n:
+            raise EOFError("unexpected end of data")
+        self.left -= n
+        return n
+
+
+def _stream_members(f):
+    """The members of a tar read front to back (`docker save` from the engine, a compressed archive): yields each
+    member after its header; the caller reads what it wants of the next `size` bytes through `_Bounded`, and the
+    rest of the member is skipped here. tarfile's stream mode copies every byte twice more, this does not."""
+    scratch = memoryview(bytearray(CHUNK))
+    pending: dict[str, str] = {}
+    first = True
+
+    def skip(n: int) -> None:
+        while n > 0:
+            got = f.readinto(scratch[:min(n, CHUNK)])
+            if not got:
+                raise EOFError("unexpected end of data")
+            n -= got
+
+    while True:
+        hdr = f.read(512)
+        if len(hdr) < 512:
+            if not hdr:
+                return
+            raise EOFError("unexpected end of data")
+        if hdr == bytes(512):
+            return
+        if first:
+            first = False
+            chk = hdr[148:156].split(b"\0", 1)[0].strip(b" ")
+            if not chk or int(chk, 8) != sum(hdr) - sum(hdr[148:156]) + 256:
+                raise tarfile.ReadError("bad tar header checksum")
+        kind, size = hdr[156:157], _octal(hdr[124:136])
+        pad = -size & 511
+        if kind in (b"x", b"g", b"L", b"K"):
+            payload = f.read(size)
+            if len(payload) < size:
+                raise EOFError("unexpected end of data")
+            skip(pad)
+            if kind == b"x":
+                pending.update(_pax(payload))
+            elif kind == b"L":
+                pending["path"] = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            elif kind == b"K":
+                pending["linkpath"] = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            continue
+        name = pending.get("path") or hdr[0:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        if "path" not in pending and hdr[257:262] == b"ustar" and hdr[345]:
+            name = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") + "/" + name
+        linkname = pending.get("linkpath") or hdr[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        if "size" in pending:
+            size = int(pending["size"])
+            pad = -size & 511
+        pending = {}
+        body = _Bounded(f, size)
+        yield _Member(name, kind, size, linkname), body
+        skip(body.left + pad)
+
+
+def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None,
+                  probe: bool = False) -> _ArchiveContents:
+    """One pass over the outer tar. On a file on disk (`seekable`), layer members are noted (offset, size) and
+    read in place with pread when the manifest names them; in a stream, every layer-looking member is scanned as
+    it passes (the legacy layout puts manifest.json last)."""
+    out = _ArchiveContents(probe=probe, what=what)
+    fd = fileobj.fileno() if seekable else -1
     try:
-        tf = tarfile.open(fileobj=fileobj, mode="r:" if seekable else "r|", bufsize=CHUNK)
-        while True:
-            ti = tf.next()
-            if ti is None:
-                break
-            tf.members.clear()
-            name = posixpath.normpath(ti.name).lstrip("/")
-            if ti.issym():
-                out.links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), ti.linkname)).lstrip("/")
-            elif ti.islnk():
-                out.links[name] = posixpath.normpath(ti.linkname).lstrip("/")
-            elif ti.isreg():
-                f = Window(fd, ti.offset_data, ti.size) if seekable else tf.extractfile(ti)
+        if seekable:
+            out.fd = fd
+            tf = tarfile.open(fileobj=fileobj, mode="r:", bufsize=CHUNK)
+            members = ((_Member(ti.name, ti.type, ti.size, ti.linkname), ti.offset_data) for ti in iter(tf.next, None))
+        else:
+            members = _stream_members(fileobj)
+        for m, where in members:
+            name = posixpath.normpath(m.name).lstrip("/")
+            if m.kind == tarfile.SYMTYPE:
+                out.links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname)).lstrip("/")
+            elif m.kind == tarfile.LNKTYPE:
+                out.links[name] = posixpath.normpath(m.linkname).lstrip("/")
+            elif m.kind in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
+                f: Any = Window(fd, where, m.size) if seekable else io.BufferedReader(where, CHUNK)  # both peek
                 head = f.peek(512)[:512]
-                out.sizes[name] = ti.size
-                if ti.size <= JSON_MAX and (head[:1] in (b"{", b"[") or name.endswith((".json", "repositories"))):
+                out.sizes[name] = m.size
+                kind = sniff(head) if m.size else None
+                if m.size <= JSON_MAX and (head[:1] in (b"{", b"[") or name.endswith((".json", "repositories"))):
                     out.jsons[name] = f.read()
-                elif ti.size and sniff(head):
-                    out.layers[name] = scan_layer(f, size=ti.size, seekable=seekable, what=f"layer {name} of {what}")
+                elif kind and seekable:
+                    out.spans[name] = (where, m.size, kind)
+                elif kind:
+                    out.layers[name] = scan_layer(f, size=m.size, what=f"layer {name} of {what}", probe=probe)
         if seekable and total is not None and tf.offset > total:
             raise tarfile.ReadError("unexpected end of data")
     except AnalyzeInputError:
@@ -112,7 +233,7 @@ def _from_contents(c: _ArchiveContents, ref: str, source: str, want: str | None,
         layers = []
         for i, lname in enumerate(entry["Layers"]):
             key = c.resolve(lname)
-            scan = c.layers.get(key)
+            scan = c.layer(key, diff_ids[i] if i < len(diff_ids) else None)
             if scan is None:
                 raise AnalyzeInputError(f"{what}: layer {lname} named in manifest.json is missing or unreadable")
             digest = "sha256:" + key.rsplit("/", 1)[1] if key.startswith("blobs/sha256/") else None
@@ -120,6 +241,8 @@ def _from_contents(c: _ArchiveContents, ref: str, source: str, want: str | None,
                                     compressed_size=c.sizes[key] if scan.compression != "none" else None,
                                     scan=scan))
         cfg_digest = "sha256:" + hashlib.sha256(c.jsons[cfg_name]).hexdigest()
+        if c.cache:
+            c.cache.put_config(c.jsons[cfg_name])
         return ImageData(ref=ref, source=source, platform=platform, config=config, config_digest=cfg_digest,
                          layers=layers, warnings=warnings)
     if "index.json" in c.jsons:  # an OCI image layout in a tar (buildx --output type=oci)
@@ -129,11 +252,11 @@ def _from_contents(c: _ArchiveContents, ref: str, source: str, want: str | None,
                 raise AnalyzeInputError(f"{what}: blob {desc['digest']} is missing")
             return _loads(c.jsons[key], f"blob {desc['digest']} of {what}")
 
-        def layer(desc: dict) -> LayerScan:
-            key = _blob_key(desc, what)
-            if key not in c.layers:
+        def layer(desc: dict, diff_id: str | None) -> LayerScan:
+            scan = c.layer(_blob_key(desc, what), diff_id)
+            if scan is None:
                 raise AnalyzeInputError(f"{what}: layer blob {desc['digest']} is missing or not a layer")
-            return c.layers[key]
+            return scan
 
         return _from_oci(_loads(c.jsons["index.json"], f"index.json of {what}"), read_json, layer, ref, source,
                          want, what)
@@ -158,7 +281,7 @@ def _from_oci(index: dict, read_json, layer_scan, ref: str, source: str, want: s
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     layers = []
     for i, ld in enumerate(manifest["layers"]):
-        scan = layer_scan(ld) if layer_scan else None
+        scan = layer_scan(ld, diff_ids[i] if i < len(diff_ids) else None) if layer_scan else None
         compressed = ld.get("size") if scan is None or scan.compression != "none" else None
         layers.append(LayerData(diff_id=diff_ids[i] if i < len(diff_ids) else None, digest=ld.get("digest"),
                                 compressed_size=compressed, media_type=ld.get("mediaType"), scan=scan))
@@ -167,23 +290,25 @@ def _from_oci(index: dict, read_json, layer_scan, ref: str, source: str, want: s
                      layers=layers)
 
 
-def from_archive(path: Path, want: str | None = None) -> ImageData:
+def from_archive(path: Path, want: str | None = None, probe: bool = False,
+                 cache: LayerCache | None = None) -> ImageData:
     what = f"archive {path}"
     try:
-        raw = open(path, "rb", buffering=CHUNK)
+        raw = open(path, "rb", buffering=CHUNK)  # noqa: SIM115
     except OSError as exc:
         raise AnalyzeInputError(f"cannot read {path}: {exc.strerror}") from None
     with raw:
-        kind = sniff(raw.peek(512)[:512])
+        kind = sniff(raw.peek(512)[:512])  # type: ignore[attr-defined]  # buffered: open() with buffering=CHUNK
         if kind is None:
             raise AnalyzeInputError(f"{path} is not an image archive",
                                     "expected a tar from `docker save`, an OCI layout directory or an image name")
         if kind == "none":
-            contents = _walk_archive(raw, True, what, total=path.stat().st_size)
+            contents = _walk_archive(raw, True, what, total=path.stat().st_size, probe=probe)
         else:  # `docker save | gzip` (or zstd): read it as one stream
             stream = io.BufferedReader(_RawReader(_decompressor(raw, kind)), CHUNK)
-            contents = _walk_archive(stream, False, what)
-    return _from_contents(contents, str(path), "archive", want, what)
+            contents = _walk_archive(stream, False, what, probe=probe)
+        contents.cache = cache  # read, never written: see bgeimg.analyze.cache
+        return _from_contents(contents, str(path), "archive", want, what)
 
 
 class _RawReader(io.RawIOBase):
@@ -199,7 +324,8 @@ class _RawReader(io.RawIOBase):
         return len(data)
 
 
-def from_oci_dir(path: Path, want: str | None = None) -> ImageData:
+def from_oci_dir(path: Path, want: str | None = None, probe: bool = False,
+                 cache: LayerCache | None = None) -> ImageData:
     what = f"OCI layout {path}"
 
     def blob(desc: dict) -> Path:
@@ -211,43 +337,77 @@ def from_oci_dir(path: Path, want: str | None = None) -> ImageData:
     def read_json(desc: dict):
         return _loads(blob(desc).read_bytes(), f"blob {desc['digest']} of {what}")
 
-    def layer(desc: dict) -> LayerScan:
+    def layer(desc: dict, diff_id: str | None) -> LayerScan:
         p = blob(desc)
         with open(p, "rb", buffering=0) as f:
+            cached = cache.get_scan(diff_id, probe) if cache else None
+            if cached is not None:
+                cached.compression = sniff(os.pread(f.fileno(), 512, 0)) or "none"
+                return cached
             return scan_layer(Window(f.fileno(), 0, p.stat().st_size), size=p.stat().st_size, seekable=True,
-                              what=f"layer {desc['digest']} of {what}")
+                              what=f"layer {desc['digest']} of {what}", probe=probe)
 
     index = _loads((path / "index.json").read_bytes(), f"index.json of {what}")
     return _from_oci(index, read_json, layer, str(path), "oci", want, what)
 
 
-def engine_has(api, ref: str) -> bool:
+def engine_inspect(api, ref: str) -> dict | None:
+    """The engine's inspect of `ref`, or None when it has no such image."""
     import docker
 
     try:
-        api.inspect_image(ref)
-        return True
+        return api.inspect_image(ref)
     except docker.errors.ImageNotFound:
-        return False
+        return None
     except docker.errors.APIError as exc:
         if exc.status_code in (400, 404):
-            return False
+            return None
         raise SourceUnavailable(f"the Docker engine failed to inspect {ref}: {exc.explanation}") from None
 
 
-def from_engine(ref: str, want: str | None = None, api=None) -> ImageData:
-    """Stream `docker save` of one image from the engine and scan it as it arrives (never all in memory)."""
+def engine_has(api, ref: str) -> bool:
+    return engine_inspect(api, ref) is not None
+
+
+def _from_engine_cache(ref: str, info: dict, want: str | None, probe: bool, cache: LayerCache) -> ImageData | None:
+    """The image from the cache alone, when its config and every layer were seen: no `docker save`."""
+    diff_ids = (info.get("RootFS") or {}).get("Layers") or []
+    raw = cache.get_config(info.get("Id"))
+    if raw is None or not all(cache.has_scan(d, probe) for d in diff_ids):
+        return None
+    scans = [cache.get_scan(d, probe) for d in diff_ids]
+    if any(scan is None for scan in scans):
+        return None
+    config = _loads(raw, f"config of image {ref}")
+    if (config.get("rootfs") or {}).get("diff_ids") != diff_ids:
+        return None
+    return ImageData(ref=ref, source="engine", platform=check_platform(config, want, f"image {ref}"), config=config,
+                     config_digest=info["Id"], layers=[LayerData(diff_id=d, scan=scan)
+                                                       for d, scan in zip(diff_ids, scans)])
+
+
+def from_engine(ref: str, want: str | None = None, api=None, probe: bool = False, cache: LayerCache | None = None,
+                info: dict | None = None) -> ImageData:
+    """Stream `docker save` of one image from the engine and scan it as it arrives (never all in memory); or,
+    when the cache holds its config and every layer, read nothing but the inspect."""
     import docker
 
     api = api or api_client(timeout=600)
-    if not engine_has(api, ref):
+    info = info or engine_inspect(api, ref)
+    if info is None:
         raise AnalyzeInputError(f"unknown image {ref}: not in the local engine",
                                 "check `docker images`, or read it from a registry with registry:REF")
+    if cache:
+        cached = _from_engine_cache(ref, info, want, probe, cache)
+        if cached is not None:
+            return cached
     try:
-        stream = io.BufferedReader(ChunkStream(api.get_image(ref, chunk_size=CHUNK)), CHUNK)
-        contents = _walk_archive(stream, False, f"image {ref} from the engine")
+        # the image by its ID, not its name: the tag could move between the inspect and the save
+        stream = io.BufferedReader(ChunkStream(api.get_image(info["Id"], chunk_size=CHUNK)), CHUNK)
+        contents = _walk_archive(stream, False, f"image {ref} from the engine", probe=probe)
     except docker.errors.APIError as exc:
         raise SourceUnavailable(f"the Docker engine failed to export {ref}: {exc.explanation}") from None
+    contents.cache, contents.cache_writes = cache, True
     data = _from_contents(contents, ref, "engine", want, f"image {ref}")
     return data
 
@@ -258,9 +418,13 @@ def _looks_remote(ref: str) -> bool:
     return "/" in ref and is_host(ref.split("/", 1)[0])
 
 
-def open_image(ref: str, platform: str | None = None, source: str | None = None) -> ImageData:
+def open_image(ref: str, platform: str | None = None, source: str | None = None, probe: bool = False,
+               cache: LayerCache | None = None) -> ImageData:
     """Read IMAGE from wherever it is. `source` forces one (engine|archive|oci|registry); a `transport:` prefix
-    (docker-archive:, oci:, docker-daemon:, registry:, docker://) does the same."""
+    (docker-archive:, oci:, docker-daemon:, registry:, docker://) does the same. `cache` holds layer scans by
+    diff_id (bgeimg.analyze.cache); None reads every layer."""
+    from bgeimg.analyze.remote import from_registry
+
     head, sep, rest = ref.partition(":")
     if sep and head in TRANSPORTS and source in (None, "auto"):
         source, ref = TRANSPORTS[head], rest.removeprefix("//")
@@ -280,31 +444,26 @@ def open_image(ref: str, platform: str | None = None, source: str | None = None)
         if not (path / "index.json").is_file():
             raise AnalyzeInputError(f"{ref} is not an OCI image layout (no index.json)",
                                     "pass a `docker save` archive file or an OCI layout directory")
-        return from_oci_dir(path, platform)
+        return from_oci_dir(path, platform, probe, cache)
     if source == "archive":
         if not path.is_file():
             raise AnalyzeInputError(f"no such file: {ref}")
-        return from_archive(path, platform)
+        return from_archive(path, platform, probe, cache)
     if source == "registry":
-        from bgeimg.analyze.remote import from_registry
-
-        return from_registry(ref, platform)
+        return from_registry(ref, platform, probe, cache)
     if source == "engine":
-        return from_engine(ref, platform)
+        return from_engine(ref, platform, probe=probe, cache=cache)
     # auto, not a path: the local engine first, then a registry when the name carries a registry host
     try:
         api = api_client(timeout=600)
     except EngineUnavailable:
         if _looks_remote(ref):
-            from bgeimg.analyze.remote import from_registry
-
-            return from_registry(ref, platform)
+            return from_registry(ref, platform, probe, cache)
         raise
-    if engine_has(api, ref):
-        return from_engine(ref, platform, api=api)
+    info = engine_inspect(api, ref)
+    if info is not None:
+        return from_engine(ref, platform, api=api, probe=probe, cache=cache, info=info)
     if _looks_remote(ref):
-        from bgeimg.analyze.remote import from_registry
-
-        return from_registry(ref, platform)
+        return from_registry(ref, platform, probe, cache)
     raise AnalyzeInputError(f"unknown image {ref}: not a file, and not in the local engine",
                             "check the name, or read it from a registry with registry:REF")

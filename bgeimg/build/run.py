@@ -24,17 +24,21 @@ from bgeimg.build.backends.base import (
     BuildEvent,
     BuildRequest,
     PlatformError,
+    RegistryRefused,
     Step,
     StepLog,
     classify_failure,
 )
+from bgeimg.build.builders import PlatformNotServed
 from bgeimg.context import assemble as contexts
 from bgeimg.context import model as models
 from bgeimg.context import render as rendering
 from bgeimg.errors import BgeimgError
-from bgeimg.oci.docker import docker_host
-from bgeimg.oci.platform import ARCH_SUFFIX, MACHINES, PLATFORM_RE, host_platform
-from bgeimg.oci.reference import split_tag
+from bgeimg.oci import imageindex
+from bgeimg.oci.docker import api_client, docker_host
+from bgeimg.oci.platform import ARCH_SUFFIX, MACHINES, PLATFORM_RE, host_platform, platform_matches
+from bgeimg.oci.reference import parse_reference, split_tag
+from bgeimg.oci.registry import RegistryClient
 from bgeimg.profile import Profile
 from bgeimg.release import gitinfo, tags
 
@@ -59,6 +63,14 @@ class BuildOptions:
     binfmt_dir: Path | None = None  # None: $BGEIMG_BINFMT_DIR or /proc/sys/fs/binfmt_misc
     lock_file: Path | None = None  # bgeimg.lock: pins hf:// models to a commit and file digests
     update_lock: bool = False
+    extra_tags: list[str] = field(default_factory=list)  # more -t NAME:TAG, given to every image made
+    builder: str | None = None  # buildx --builder
+    build_args: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, Path] = field(default_factory=dict)  # BuildKit secret id -> file (--secret id=ID,src=FILE)
+    provenance: str | None = None  # buildx --provenance (None: buildx's default)
+    sbom: str | None = None  # buildx --sbom
+    metadata_file: Path | None = None  # buildx --metadata-file, written in buildx's format
+    source_date_epoch: int | None = None  # reproducible images (buildx): None leaves timestamps as they fall
 
 
 @dataclass
@@ -73,6 +85,7 @@ class PlatformResult:
     architecture: str
     seconds: float
     steps: list[Step]
+    digest: str | None = None  # the platform's manifest digest, where the image went to a registry or an index
 
     @property
     def cached_steps(self) -> int:
@@ -89,6 +102,8 @@ class BuildReport:
     image: str
     labels: dict[str, str]
     platforms: list[PlatformResult]
+    index: dict | None = None  # an index made by the build: digest, media_type, attestations
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -98,7 +113,9 @@ class BuildReport:
         return data
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        from bgeimg import atomic
+
+        atomic.write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -180,21 +197,27 @@ def build(
 ) -> BuildReport:
     """Build `profile` for each platform asked for and report what came out. Raises a BgeimgError subclass."""
     platforms = parse_platforms(",".join(options.platforms) if options.platforms else None, profile)
-    for item in platforms:
-        check_emulation(item, options.binfmt_dir)
     if options.ca_bundle is not None and not options.ca_bundle.is_file():
         raise BgeimgError(f"CA bundle {options.ca_bundle} is not a file", "pass --ca-bundle FILE (PEM)")
     if options.wheelhouse is not None and not options.wheelhouse.is_dir():
         raise BgeimgError(f"wheelhouse {options.wheelhouse} is not a directory",
                           "pass --wheelhouse DIR holding the .whl files (pip download -d DIR ...)")
+    for sid, src in options.secrets.items():
+        if not src.is_file():
+            raise BgeimgError(f"--secret id={sid}: {src} is not a file", "pass --secret id=ID,src=FILE")
     # Bad input is reported before the engine is asked anything.
-    chosen = chosen or engines.select(options.engine)
+    chosen = chosen or engines.select(options.engine, builder=options.builder)
     if on_engine is not None:
         on_engine(chosen)
     engine = chosen.engine
+    check_platforms(engine, platforms, options.binfmt_dir)
     unsupported = engine.unsupported(BuildRequest(
         context_dir=Path("."), tags=(), platforms=tuple(platforms), push=options.push,
         cache_to=tuple(options.cache_to)))
+    if unsupported and unsupported.startswith("--cache-to with"):
+        raise BgeimgError(f"{unsupported}: that builder cannot export a build cache",
+                          "turn on the containerd image store (daemon.json features.containerd-snapshotter), or "
+                          "docker buildx create --use --driver docker-container")
     if unsupported:
         raise BgeimgError(f"{unsupported} needs the buildx backend (this build uses {engine.name})",
                           "build, then run bgeimg push IMAGE, which assembles the per-platform images"
@@ -205,11 +228,24 @@ def build(
     version = split_tag(options.image)[1] or "latest"
     labels = build_labels(options.project_dir, version)
     secrets = {"ca_bundle": options.ca_bundle.resolve()} if options.ca_bundle and engine.syntax == "buildkit" else {}
+    if options.secrets and engine.syntax != "buildkit":
+        raise BgeimgError(f"--secret needs a BuildKit backend (this build uses {engine.name})",
+                          "use --engine buildx or --engine buildkit")
+    secrets.update({sid: src.resolve() for sid, src in options.secrets.items()})
+    epoch = options.source_date_epoch if engine.rewrites_timestamps() else None
+    if epoch is not None:
+        # one time for every file, the config and the created label: the same inputs give the same digest
+        labels = build_labels(options.project_dir, version, datetime.fromtimestamp(epoch, timezone.utc))
+        labels["io.bgeimg.source-date-epoch"] = str(epoch)
     mirror = profile.mirrors.registry or ", ".join(_daemon_mirrors()) or None
     base_images = list(dict.fromkeys([profile.builder_base, profile.runtime_base]))
 
-    # buildx pushing builds every platform in one call; everything else builds one platform at a time.
-    groups = [platforms] if (engine.multi_platform and options.push) else [[p] for p in platforms]
+    # One call for several platforms where the backend can; else one platform at a time (a note says so).
+    groups, note = engine.plan(platforms, options.push)
+    notes = [note] if note else []
+    if note and on_event is not None:
+        on_event("", BuildEvent("note", note), StepLog())
+    assemble = options.push and len(groups) > 1  # built one by one and loaded: bgeimg push makes the index
     results: list[PlatformResult] = []
     directory = options.context_dir or context_home(options.image, engine.syntax)
     directory.mkdir(parents=True, exist_ok=True)
@@ -217,17 +253,21 @@ def build(
     lock = models.Lock.load(options.lock_file, update=options.update_lock) if options.lock_file else None
     contexts.prepare(profile, directory, render_options, wheelhouse=options.wheelhouse,
                      ca_bundle=options.ca_bundle, lock=lock)
+    everyone = [options.image, *options.extra_tags]
+    index: dict | None = None
     for group in groups:
         if len(group) == 1:
             tags = [platform_tag(options.image, group[0])]
             if group[0] == host_platform():
-                tags.append(options.image)
+                tags += everyone
         else:
-            tags = [options.image]
+            tags = list(everyone)
+        push = options.push and not assemble
         request = BuildRequest(
-            context_dir=directory, tags=tuple(tags), platforms=tuple(group), labels=labels, secrets=secrets,
-            cache_from=tuple(options.cache_from), cache_to=tuple(options.cache_to), no_cache=options.no_cache,
-            push=options.push,
+            context_dir=directory, tags=tuple(dict.fromkeys(tags)), platforms=tuple(group), labels=labels,
+            secrets=secrets, build_args=dict(options.build_args), cache_from=tuple(options.cache_from),
+            cache_to=tuple(options.cache_to), no_cache=options.no_cache, push=push, builder=options.builder,
+            provenance=options.provenance, sbom=options.sbom, source_date_epoch=epoch,
         )
         log = StepLog()
         started = time.monotonic()
@@ -243,11 +283,121 @@ def build(
                                    wheelhouse=options.wheelhouse is not None, platform=",".join(group)) from None
         seconds = time.monotonic() - started
         assert image_id is not None
-        if options.push:
-            results.append(PlatformResult(",".join(group), image_id, tags, 0, 0, "", seconds, log.steps))
+        if push or len(group) > 1:  # an index (or a pushed image): read back from where it went
+            info = _made(request.tags[0], push)
+            index = _index_json(info) if len(group) > 1 or info.attestations else None
+            for made in info.images:
+                results.append(PlatformResult(made.platform, made.digest, list(request.tags), made.size, made.layers,
+                                              made.architecture, seconds, steps_for(made.platform, log.steps),
+                                              digest=made.digest))
             continue
-        info = engine.inspect_image(image_id)
-        results.append(PlatformResult(group[0], info.id, tags, info.size, info.layers, info.architecture,
+        image = engine.inspect_image(image_id)
+        results.append(PlatformResult(group[0], image.id, tags, image.size, image.layers, image.architecture,
                                       seconds, log.steps))
+    if assemble:
+        index = _assemble(options, [r.tags[0] for r in results], results)
+    if options.metadata_file is not None and hasattr(engine, "write_metadata"):
+        engine.write_metadata(options.metadata_file)
     return BuildReport(profile=profile.name, engine=engine.name, engine_reason=chosen.reason, image=options.image,
-                       labels=labels, platforms=results)
+                       labels=labels, platforms=results, index=index, notes=notes)
+
+
+FIXED_EPOCH = 315532800  # 1980-01-01T00:00:00Z: the epoch outside a git checkout (zip's earliest date)
+
+
+def source_date_epoch(project_dir: Path) -> int:
+    """$SOURCE_DATE_EPOCH, else the commit time of the project's git HEAD, else FIXED_EPOCH."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if value:
+        if not value.isdigit():
+            raise BgeimgError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds",
+                              "export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct), or unset it")
+        return int(value)
+    return gitinfo.commit_time(project_dir) or FIXED_EPOCH
+
+
+def parse_build_args(items: list[str]) -> dict[str, str]:
+    """`--build-arg KEY=VALUE` (repeatable) as buildx reads it."""
+    args = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise BgeimgError(f"--build-arg {item.split('=', 1)[0]!r}... is not KEY=VALUE", "e.g. --build-arg A=1")
+        args[key] = value
+    return args
+
+
+def parse_secrets(items: list[str]) -> dict[str, Path]:
+    """`--secret id=ID,src=FILE` (repeatable) as buildx reads it; the value never appears in a message."""
+    secrets = {}
+    for item in items:
+        fields = dict(part.partition("=")[::2] for part in item.split(","))
+        sid, src = fields.get("id", ""), fields.get("src") or fields.get("source", "")
+        if not re.match(r"^[A-Za-z0-9_.-]+$", sid) or not src or set(fields) - {"id", "src", "source", "type"}:
+            raise BgeimgError("--secret takes id=ID,src=FILE", "e.g. --secret id=hf_token,src=$HOME/.hf_token")
+        secrets[sid] = Path(src).expanduser()
+    return secrets
+
+
+def check_platforms(engine, platforms: list[str], binfmt_dir: Path | None) -> None:
+    """Each platform must be one the builder serves (a buildx builder says which), else runnable here (qemu)."""
+    served = engine.served_platforms()
+    for item in platforms:
+        if served is None:
+            check_emulation(item, binfmt_dir)
+        elif not any(platform_matches(have, item) or platform_matches(item, have) for have in served):
+            builder = engine.builder()
+            fix = (f"register qemu for it (docker run --privileged --rm tonistiigi/binfmt --install "
+                   f"{ARCH_SUFFIX.get(item, item)}), or drop it from --platform" if builder.driver == "docker" else
+                   f"add a node that serves it (docker buildx create --append --name {builder.name} "
+                   f"--platform {item} ENDPOINT), or drop it from --platform")
+            raise PlatformNotServed(f"buildx builder {builder.name} ({builder.driver} driver) does not serve {item}; "
+                                    f"it serves {', '.join(served)}", fix)
+
+
+def steps_for(platform: str, steps: list[Step]) -> list[Step]:
+    """The steps of one platform in a multi-platform build: BuildKit prefixes them `[linux/arm64 stage i/n]`;
+    steps without a platform prefix (context, metadata) belong to every platform."""
+    mine = []
+    for step in steps:
+        match = re.match(r"^\[(linux/[^ \]]+)[ \]]", step.name)
+        if match is None or platform_matches(match.group(1), platform) or platform_matches(platform, match.group(1)):
+            mine.append(step)
+    return mine
+
+
+def _made(image: str, pushed: bool):
+    """What the build put under `image`: the pushed index or manifest, or the local multi-platform image."""
+    if pushed:
+        ref = parse_reference(image)
+        return imageindex.from_registry(RegistryClient(ref.registry), ref.repository, ref.tag or "latest")
+    return imageindex.from_engine(api_client(), image)
+
+
+def _index_json(info) -> dict:
+    return {"digest": info.digest, "media_type": info.media_type,
+            "attestations": [asdict(a) for a in info.attestations]}
+
+
+def _assemble(options: BuildOptions, local: list[str], results: list[PlatformResult]) -> dict:
+    """Per-platform builds that were loaded: push them as one index per tag, the way `bgeimg push` does, and
+    fill in each platform's manifest digest from the registry."""
+    from bgeimg.release import push as pushing
+
+    by_repo: dict[tuple[str, str], list[str]] = {}
+    for item in [options.image, *options.extra_tags]:
+        ref = parse_reference(item)
+        by_repo.setdefault((ref.registry, ref.repository), []).append(ref.tag or "latest")
+    for (registry, repository), repo_tags in by_repo.items():
+        (pushed,) = pushing.push(api_client(), local, [pushing.Target(registry, repository)], repo_tags)
+        if pushed.error:
+            raise RegistryRefused(f"registry {registry} refused the push of {registry}/{repository}: "
+                                  f"{pushed.error}", f"check that it runs and accepts pushes "
+                                  f"(docker login {registry} when it needs credentials)")
+    info = _made(options.image, True)
+    for result in results:
+        made = next((m for m in info.images if platform_matches(m.platform, result.platform)), None)
+        if made is not None:
+            result.digest = made.digest
+    return _index_json(info)
+

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bgeimg.build.backends.base import Engine
+from bgeimg.build.backends.base import Backend
 from bgeimg.build.backends.buildkit import BuildKitEngine
 from bgeimg.build.backends.buildx import BuildxEngine
 from bgeimg.build.backends.dockerapi import DockerApiEngine
 from bgeimg.errors import BgeimgError
 from bgeimg.oci.docker import EngineUnavailable, api_client
 
-BACKENDS: dict[str, type[Engine]] = {"engine": DockerApiEngine, "buildkit": BuildKitEngine, "buildx": BuildxEngine}
+BACKENDS: dict[str, type[Backend]] = {"engine": DockerApiEngine, "buildkit": BuildKitEngine, "buildx": BuildxEngine}
 AUTO_ORDER = ("buildx", "buildkit", "engine")
 CHOICES = ("auto", *BACKENDS)
 
@@ -28,17 +28,23 @@ CHOICES = ("auto", *BACKENDS)
 class Chosen:
     """The backend picked, and why (printed so a user knows which path built the image)."""
 
-    engine: Engine
+    engine: Backend
     reason: str
 
 
-def select(name: str = "auto") -> Chosen:
-    """The backend for `--engine NAME`. Every backend needs a reachable engine, so that is checked first."""
+def select(name: str = "auto", builder: str | None = None) -> Chosen:
+    """The backend for `--engine NAME`. Every backend needs a reachable engine, so that is checked first.
+    `builder` (a buildx builder's name) asks for buildx."""
     if name not in CHOICES:
         raise BgeimgError(f"--engine {name!r} is not a backend", f"choose one of: {', '.join(CHOICES)}")
+    if builder and name not in ("auto", "buildx"):
+        raise BgeimgError(f"--builder needs the buildx backend (asked for --engine {name})",
+                          "drop --engine, or use --engine buildx")
     api_client()  # EngineUnavailable with how to point DOCKER_HOST, before anything else
+    if builder:
+        name = "buildx"
     if name != "auto":
-        engine = BACKENDS[name]()
+        engine = BuildxEngine(builder=builder) if name == "buildx" else BACKENDS[name]()
         if not engine.available():
             problem, hint = engine.missing
             raise EngineUnavailable(f"--engine {name} asked for, but {problem}", hint)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Column, Table
 from rich.text import Text
@@ -14,15 +16,20 @@ from bgeimg.build.backends.base import BuildEvent, StepLog
 from bgeimg.build.run import BuildReport
 
 _LINES = 6
+PROGRESS = ("auto", "plain", "quiet", "rawjson")  # buildx's --progress modes, shown bgeimg's way
 
 
 class LiveView:
     """A rich Live panel: platform, current step, elapsed time, the step's last lines. Use as a context manager
     and pass `update` as the build's `on_event`. On a non-terminal console it prints one line per step."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, verbosity: int = 0, progress: str = "auto"):
         self.console = console
-        self.live = Live(console=console, refresh_per_second=4, transient=True) if console.is_terminal else None
+        # --progress (buildx's words) over -q/-v: quiet prints nothing, plain every line, rawjson JSON lines
+        self.verbosity = {"quiet": -1, "plain": 1}.get(progress, verbosity)
+        self.progress = progress
+        live = console.is_terminal and self.verbosity >= 0 and progress == "auto"
+        self.live = Live(console=console, refresh_per_second=4, transient=True) if live else None
         self.started = time.monotonic()
 
     def __enter__(self) -> LiveView:
@@ -35,9 +42,21 @@ class LiveView:
             self.live.__exit__(*exc)
 
     def update(self, platform: str, event: BuildEvent, log: StepLog) -> None:
+        if event.kind == "note":
+            self.console.print(event.text, markup=False, highlight=False, soft_wrap=True)
+            return
+        if self.progress == "rawjson":  # one JSON object per event, for machines
+            if event.kind != "done":
+                print(json.dumps({"platform": platform, "kind": event.kind, "text": event.text}),
+                      file=self.console.file, flush=True)
+            return
+        if self.verbosity < 0:
+            return
+        if self.verbosity > 0 and event.kind == "output":
+            self.console.print(f"[dim]{platform}  {escape(event.text)}[/]", highlight=False, soft_wrap=True)
         if self.live is None:
-            if event.kind == "step":
-                self.console.print(f"[dim]{platform}[/] {event.text}", highlight=False, soft_wrap=True)
+            if event.kind == "step":  # the instruction is user text: never read as markup
+                self.console.print(f"[dim]{platform}[/] {escape(event.text)}", highlight=False, soft_wrap=True)
             elif event.kind == "cached":
                 self.console.print(f"[dim]{platform}   cached[/]", highlight=False)
             return
@@ -62,4 +81,7 @@ def summary(report: BuildReport) -> Table:
 
 def tag_lines(report: BuildReport) -> list[str]:
     """`TAG  IMAGE-ID` per tag made; printed whole (soft-wrapped), since CI logs are narrow and a cut tag is useless."""
+    if report.index is not None:  # one index under every tag, whatever its platforms
+        digest = report.index["digest"].removeprefix("sha256:")[:12]
+        return [f"{tag}  {digest} (index)" for tag in report.platforms[0].tags]
     return [f"{tag}  {r.image_id.removeprefix('sha256:')[:12]}" for r in report.platforms for tag in r.tags]

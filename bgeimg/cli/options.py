@@ -18,3 +18,5 @@ ProfilesDirOpt = Annotated[Optional[List[Path]], typer.Option("--profiles-dir",
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model to serve: hf://org/name@revision, "
                      "a local directory, or none (same as --set model=...).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+KeyOpt = Annotated[Optional[str], typer.Option("--key", help="cosign key: a key file, env://VAR or a KMS URI "
+                   "(default: $COSIGN_KEY); a private key's password comes from $COSIGN_PASSWORD only.")]

@@ -15,6 +15,13 @@ from rich.markup import escape
 
 out = Console(emoji=False, highlight=False)
 err = Console(stderr=True, emoji=False, highlight=False)
+# -q (-1): results and errors only; -v (1): every build log line and each step's detail.
+verbosity = 0
+
+
+def set_verbosity(level: int) -> None:
+    global verbosity
+    verbosity = level
 
 
 def jsonable(value: Any) -> Any:
@@ -38,8 +45,9 @@ def line(text: str) -> None:
 
 
 def say(text: str) -> None:
-    """Progress on stderr, printed as it is."""
-    err.print(text, markup=False, soft_wrap=True)
+    """Progress on stderr, printed as it is; silent under -q."""
+    if verbosity >= 0:
+        err.print(text, markup=False, soft_wrap=True)
 
 
 def error(message: str) -> None:

@@ -65,6 +65,15 @@ def prepare(
     return BuildContext(directory=directory, rendered=rendered, model=model_files)
 
 
+def is_context(directory: Path) -> bool:
+    """Whether `directory` holds a context bgeimg rendered (so rendering into it again may replace it)."""
+    try:
+        with (directory / "Dockerfile").open("rb") as fh:
+            return fh.read(64).startswith(b"# Rendered by bgeimg")
+    except OSError:
+        return False
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     # Hard links keep a 200 MB torch wheel from being copied on every build.
     try:

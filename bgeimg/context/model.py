@@ -77,10 +77,18 @@ def copy_local(spec: ModelSpec, dest: Path, *, onnx: bool = False) -> ModelFiles
     return result
 
 
-def _hf_error(spec: ModelSpec, endpoint: str, exc: Exception) -> ModelError:
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+def _hf_error(spec: ModelSpec, endpoint: str, exc: Exception, offline: bool = False) -> ModelError | OutsideError:
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = f"{spec.id}@{spec.revision} on {endpoint}"
+    if offline and isinstance(exc, LocalEntryNotFoundError):
+        return ModelError(f"HF_HUB_OFFLINE is set and the local Hugging Face cache lacks {spec.id}'s locked files",
+                          "build once online with the same HF_HOME / cache, or unset HF_HUB_OFFLINE")
     if isinstance(exc, RevisionNotFoundError):
         return ModelError(f"revision {spec.revision!r} of {spec.id} not found on {endpoint}",
                           "give an existing branch, tag or commit sha in model.revision")
@@ -100,32 +108,45 @@ def fetch_hf(spec: ModelSpec, dest: Path, *, endpoint: str | None = None, token:
 
     With `pinned` (from bgeimg.lock) the locked commit is used instead of resolving the branch again, and every
     file must match its locked sha256. The token goes to huggingface_hub only: never printed or written."""
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import HfApi, snapshot_download
 
+    assert spec.id is not None, "an hf:// model spec always has an id (the schema requires it)"
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     token = token or os.environ.get("HF_TOKEN") or None
     cache_dir = cache_dir or (Path(os.environ["BGEIMG_HF_CACHE"]) if os.environ.get("BGEIMG_HF_CACHE") else None)
-    api = HfApi(endpoint=endpoint, token=token)
-    revision = pinned.commit if pinned else spec.revision
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    if offline and not pinned:
+        raise ModelError(f"HF_HUB_OFFLINE is set and {LOCK_FILE} does not pin {spec.id}@{spec.revision}",
+                         "build once online to write the lock (or unset HF_HUB_OFFLINE); offline builds use the "
+                         "locked commit and files from the local Hugging Face cache")
     try:
-        info = api.model_info(spec.id, revision=revision, token=token)
-        commit = info.sha or revision
-        names = wanted([s.rfilename for s in info.siblings or []], onnx=onnx)
+        if pinned:  # the lock names the commit and the files: no hub query, and offline from the cache works
+            commit, names = pinned.commit, sorted(pinned.files)
+        else:
+            info = HfApi(endpoint=endpoint, token=token).model_info(spec.id, revision=spec.revision, token=token)
+            commit = info.sha or spec.revision
+            names = wanted([s.rfilename for s in info.siblings or []], onnx=onnx)
         if not any(n == "config.json" for n in names):
             raise ModelError(f"{spec.id}@{commit} has no config.json", "is this a transformers model repository?")
+        # snapshot_download: parallel, resumable, only these files, verified into the shared cache.
+        snapshot = Path(snapshot_download(spec.id, revision=commit, allow_patterns=names, endpoint=endpoint,
+                                          token=token, cache_dir=str(cache_dir) if cache_dir else None,
+                                          local_files_only=offline))
         result = ModelFiles(source="hf", model_id=spec.id, revision=commit)
         for name in names:
-            cached = hf_hub_download(spec.id, name, revision=commit, endpoint=endpoint, token=token,
-                                     cache_dir=str(cache_dir) if cache_dir else None)
+            source = snapshot / name
+            if not source.is_file():
+                raise ModelError(f"{spec.id}@{commit}: {name} is missing from the download",
+                                 "check the lock against the repository (--update-lock re-resolves it)")
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(Path(cached).resolve(), target)
+            _link_or_copy(source.resolve(), target)
             result.files[name] = _sha256(target)
             result.sizes[name] = target.stat().st_size
     except ModelError:
         raise
     except Exception as exc:  # huggingface_hub and httpx errors become one line
-        raise _hf_error(spec, endpoint, exc) from None
+        raise _hf_error(spec, endpoint, exc, offline=offline) from None
     if pinned:
         pinned.verify(result)
     return result
@@ -234,4 +255,6 @@ class Lock:
         data = {"version": 1, "comment": "written by bgeimg; commit it so every build gets the same weights",
                 "models": {k: {"id": m.model_id, "requested": m.requested, "commit": m.commit, "files": m.files}
                            for k, m in sorted(self.models.items())}}
-        self.path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        from bgeimg import atomic
+
+        atomic.write_text(self.path, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -17,7 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from bgeimg import __version__, resources
 from bgeimg.errors import RenderError
-from bgeimg.profile import Profile
+from bgeimg.profile import Profile, cuda
 
 Backend = Literal["classic", "buildkit"]
 
@@ -118,8 +118,8 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
             pip_mounts.append("--mount=type=bind,source=wheels,target=/tmp/build/wheels")
         else:
             builder_copies.append(("wheels/", "/tmp/build/wheels/"))
-    elif profile.torch_index_url:
-        pip_args += ["--extra-index-url", profile.torch_index_url]
+    elif profile.torch_index:
+        pip_args += ["--extra-index-url", profile.torch_index]
     if options.ca_bundle:
         pip_args += ["--cert", "/tmp/build/ca-bundle.crt"]
         if buildkit:
@@ -186,8 +186,18 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         "BGE_PORT": str(profile.server.port),
         "BGE_WORKERS": str(profile.server.workers),
         "BGE_MAX_BATCH_SIZE": str(profile.server.max_batch_size),
+        "BGE_MAX_BATCH_TOKENS": str(profile.server.max_batch_tokens),
+        "BGE_MAX_QUEUE": str(profile.server.max_queue),
+        "BGE_GRACE_SECONDS": str(profile.server.grace_seconds),
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
+    flavour = cuda.flavour(profile.cuda) if profile.cuda else None
+    if flavour:
+        # the server's driver check reads these (bge_server/device.py); the NVIDIA container runtime mounts the
+        # driver's compute libraries and nvidia-smi for these capabilities
+        env["BGE_CUDA_VERSION"] = flavour.version
+        env["BGE_MIN_DRIVER"] = flavour.min_driver
+        env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
     if profile.server.max_length:
         env["BGE_MAX_LENGTH"] = str(profile.server.max_length)
     if baked:
@@ -212,6 +222,9 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         labels[f"{LABEL_PREFIX}.onnx.quantize"] = profile.slim.quantize
     if not baked and profile.slim.download_packages:  # kept for the download on start: analyze --advise reads it
         labels[f"{LABEL_PREFIX}.slim.download_packages"] = ",".join(profile.slim.download_packages)
+    if flavour:  # for doctor, deploy render and whoever runs the image: the CUDA it needs, the driver floor
+        labels[f"{LABEL_PREFIX}.cuda.version"] = flavour.version
+        labels[f"{LABEL_PREFIX}.cuda.min_driver"] = flavour.min_driver
     labels.update(profile.labels)
 
     return {

@@ -21,3 +21,17 @@ def is_attestation(desc: dict[str, Any]) -> bool:
     ann = desc.get("annotations") or {}
     return (p.get("os") == "unknown" and p.get("architecture") == "unknown") or \
         ann.get("vnd.docker.reference.type") == "attestation-manifest"
+
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+
+
+def oci_layer_type(head: bytes) -> str:
+    """The OCI layer media type for a layer whose bytes start with `head` (gzip and zstd by their magic)."""
+    if head.startswith(b"\x1f\x8b"):
+        return OCI_LAYER_GZIP
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return OCI_LAYER_ZSTD
+    return OCI_LAYER

@@ -33,3 +33,19 @@ def platform_str(p: dict[str, Any] | None) -> str:
 def platform_matches(have: str, want: str) -> bool:
     """"linux/arm64" matches "linux/arm64/v8"; a variant asked for must match exactly."""
     return have == want or (want.count("/") == 1 and have.startswith(want + "/"))
+
+
+def parse_list(value: str | None, flag: str = "--platform") -> list[str] | None:
+    """A comma-separated `--platform` as given: None when the flag is absent; an empty value or an unknown
+    platform is bad input (never read as "the default")."""
+    from bgeimg.errors import BgeimgError
+
+    if value is None:
+        return None
+    items = [p.strip() for p in value.split(",")]
+    if not any(items):
+        raise BgeimgError(f"{flag} is empty", "for example --platform linux/amd64,linux/arm64, or leave it out")
+    for item in items:
+        if not PLATFORM_RE.match(item):
+            raise BgeimgError(f"unknown or unsupported platform {item!r}", f"choose from: {', '.join(MACHINES)}")
+    return list(dict.fromkeys(items))

@@ -34,7 +34,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from bgeimg.errors import OutsideError
-from bgeimg.oci.mediatypes import ACCEPT, INDEX_TYPES, MANIFEST_TYPES
+from bgeimg.oci.mediatypes import ACCEPT, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
 from bgeimg.oci.reference import DOCKER_HUB, DOCKER_HUB_API, DOCKER_HUB_AUTH_KEY, check_digest
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
@@ -115,10 +115,16 @@ def load_credentials(host: str, config_path: Path | None = None) -> Credentials 
         raise RegistryAuthError(f"cannot read docker config {path}: {type(exc).__name__}",
                                 hint="fix the JSON or point DOCKER_CONFIG elsewhere") from None
     keys = _auth_keys(host)
+    # docker's order: a per-registry credHelper, then the credsStore, then the file's own `auths` entries
+    # (docker writes `auths: {HOST: {}}` placeholders when a store holds the secret).
     helpers = cfg.get("credHelpers") or {}
     for key in keys:
         if key in helpers:
             return _run_helper(helpers[key], key)
+    if cfg.get("credsStore"):
+        stored = _run_helper(cfg["credsStore"], keys[0])
+        if stored is not None:
+            return stored
     auths = cfg.get("auths") or {}
     for key in keys:
         entry = auths.get(key)
@@ -134,8 +140,6 @@ def load_credentials(host: str, config_path: Path | None = None) -> Credentials 
             return Credentials(user, pw)
         if entry.get("username"):
             return Credentials(entry["username"], entry.get("password", ""))
-    if cfg.get("credsStore"):
-        return _run_helper(cfg["credsStore"], keys[0])
     return None
 
 
@@ -289,7 +293,7 @@ class RegistryClient:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt >= self.retries or not _replayable(kw.get("data")):
                     raise RegistryError(f"cannot reach registry {self.host} ({method} {_safe_url(url)}): "
-                                        f"{_short(exc)}", hint=f"gave up after {attempt + 1} attempts") from None
+                                        f"{_short(exc)}", hint=f"gave up after {attempt + 1} attempt{'s' if attempt else ''}") from None
             else:
                 if resp.status_code not in RETRY_STATUS or attempt >= self.retries or not _replayable(kw.get("data")):
                     return resp
@@ -502,6 +506,10 @@ class RegistryClient:
 
     def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> str:
         """Put a manifest or index under a tag or its digest; returns the digest the registry stored."""
+        return self.put_manifest_with_headers(repo, ref, raw, media_type)[0]
+
+    def put_manifest_with_headers(self, repo: str, ref: str, raw: bytes, media_type: str) -> tuple[str, dict]:
+        """put_manifest, and the answer's headers (`OCI-Subject` says the registry indexed a referrer)."""
         digest = sha256_digest(raw)
         if ref.startswith("sha256:") and ref != digest:
             raise RegistryError(f"manifest bytes hash to {digest}, not {ref}")
@@ -512,7 +520,18 @@ class RegistryClient:
         if stored != digest:
             raise RegistryError(f"registry {self.host} stored {repo}:{ref} as {stored}, expected {digest}")
         self.stats.manifest_bytes_uploaded += len(raw)
-        return digest
+        return digest, dict(resp.headers)
+
+    def get_referrers(self, repo: str, digest: str) -> list[dict] | None:
+        """The referrers API's descriptors for `digest`, or None when the registry has no referrers API."""
+        check_digest(digest)
+        resp = self._request("GET", f"/v2/{repo}/referrers/{digest}", scope=self.pull_scope(repo),
+                             headers={"Accept": OCI_INDEX})
+        if resp.status_code == 404 or resp.headers.get("Content-Type", "").split(";")[0].strip() != OCI_INDEX:
+            resp.close()  # distribution 2.8 answers 404; some proxies answer 200 with something else
+            return None
+        self._check(resp, f"referrers of {repo}@{digest}")
+        return list(resp.json().get("manifests") or [])
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Ask the registry to link a blob from another repository (no bytes sent). False if it declined."""
@@ -542,6 +561,8 @@ class RegistryClient:
                 sent = self._upload_once(repo, digest, source, size, chunk_size, progress)
             except RegistryError as exc:
                 if isinstance(exc, (RegistryAuthError, NotFoundError)) or attempt >= self.retries:
+                    if attempt:  # the one-request count inside would say "after 1 attempt"
+                        exc.hint = f"gave up after {attempt + 1} attempts"
                     raise
                 last = exc
                 self.stats.retries += 1

@@ -8,6 +8,7 @@ probes on /health, 16 Gi and one GPU for the CUDA profile.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from bgeimg.oci.reference import check_reference
 from bgeimg.profile import Profile
 
 TARGETS = ("k8s", "compose", "nginx")
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_BACKEND = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_CLAIM = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+BACKEND_RE = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 
 
 class DeployError(BgeimgError):
@@ -46,16 +48,30 @@ def check(options: DeployOptions) -> None:
     if not options.allow_tag and not ref.digest:
         raise DeployError(f"image {options.image!r} is not pinned by digest",
                           "pass --image REGISTRY/REPO@sha256:... (bgeimg push prints it) or --allow-tag")
-    if options.name and not _NAME.fullmatch(options.name):
+    if options.name and not NAME_RE.fullmatch(options.name):
         raise DeployError(f"name {options.name!r} is not a valid Kubernetes name", "lowercase letters, digits, '-'")
     if options.replicas < 1 or not 1 <= options.min_replicas <= options.max_replicas:
         raise DeployError("replicas must be >= 1 and min <= max", "e.g. --replicas 2")
+    if options.namespace is not None and not NAME_RE.fullmatch(options.namespace):
+        raise DeployError(f"namespace {options.namespace!r} is not a valid Kubernetes namespace",
+                          "lowercase letters, digits, '-', at most 63")
+    if options.model_claim is not None and not _CLAIM.fullmatch(options.model_claim):
+        raise DeployError(f"model claim {options.model_claim!r} is not a valid PersistentVolumeClaim name",
+                          "lowercase letters, digits, '-' and '.', at most 253")
     for b in options.backends:
-        if not _BACKEND.fullmatch(b):
-            raise DeployError(f"backend {b!r} is not host:port", "e.g. --backend 10.0.0.5:8000")
+        check_backend(b)
 
 
-def _name(profile: Profile, options: DeployOptions) -> str:
+def check_backend(b: str, flag: str = "--backend") -> None:
+    """`host:port` of an nginx upstream server (`flag` names the option it came from)."""
+    what = flag.lstrip("-").replace("-", " ")
+    if not BACKEND_RE.fullmatch(b):
+        raise DeployError(f"{what} {b!r} is not host:port", f"e.g. {flag} 10.0.0.5:8000")
+    if not 1 <= int(b.rsplit(":", 1)[1]) <= 65535:
+        raise DeployError(f"{what} {b!r}: the port must be 1-65535", f"e.g. {flag} 10.0.0.5:8000")
+
+
+def app_name(profile: Profile, options: DeployOptions) -> str:
     if options.name:
         return options.name
     base = (profile.model.id or "bge").split("/")[-1].lower()
@@ -69,9 +85,15 @@ def _resources(profile: Profile) -> dict:
     return {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}}
 
 
+def termination_grace(profile: Profile) -> int:
+    """Seconds before SIGKILL: the server's drain (BGE_GRACE_SECONDS), then up to 5 s for uvicorn to write the
+    last responses, and 5 s of slack."""
+    return profile.server.grace_seconds + 10
+
+
 def kubernetes(profile: Profile, options: DeployOptions) -> list[dict]:
     """Deployment, Service and HorizontalPodAutoscaler."""
-    name = _name(profile, options)
+    name = app_name(profile, options)
     port = profile.server.port
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "bge-server",
               "app.kubernetes.io/managed-by": "bgeimg"}
@@ -93,7 +115,8 @@ def kubernetes(profile: Profile, options: DeployOptions) -> list[dict]:
         "resources": _resources(profile),
         # Loading weights takes a while: the startup probe holds liveness off for up to 5 minutes.
         "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 30},
-        "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+        # /health answers 503 from SIGTERM on while queued requests finish: one failed probe takes the pod out.
+        "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 1},
         "livenessProbe": {**probe, "initialDelaySeconds": 60, "periodSeconds": 30, "failureThreshold": 3},
         "securityContext": {"runAsNonRoot": True, "runAsUser": profile.user.uid, "runAsGroup": profile.user.uid,
                             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
@@ -101,6 +124,7 @@ def kubernetes(profile: Profile, options: DeployOptions) -> list[dict]:
         "volumeMounts": mounts,
     }
     pod_spec: dict = {"containers": [container], "volumes": volumes,
+                      "terminationGracePeriodSeconds": termination_grace(profile),
                       "securityContext": {"fsGroup": profile.user.uid}}
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
@@ -125,11 +149,12 @@ def kubernetes(profile: Profile, options: DeployOptions) -> list[dict]:
 
 
 def compose(profile: Profile, options: DeployOptions) -> dict:
-    name = _name(profile, options)
+    name = app_name(profile, options)
     service: dict = {
         "image": options.image,
         "ports": [str(profile.server.port)],  # ephemeral host ports: N replicas cannot share one
         "restart": "unless-stopped",
+        "stop_grace_period": f"{termination_grace(profile)}s",  # Docker's default 10 s cuts the drain short
         "read_only": True,
         "tmpfs": ["/tmp"],
         "environment": {"HF_HOME": "/tmp/hf"},
@@ -143,23 +168,20 @@ def compose(profile: Profile, options: DeployOptions) -> dict:
     return {"services": {name: service}}
 
 
-def nginx(profile: Profile, options: DeployOptions) -> str:
-    name = _name(profile, options).replace("-", "_")
-    backends = options.backends or tuple(f"127.0.0.1:{profile.server.port + i}" for i in range(options.replicas))
+def upstream(name: str, backends: tuple[str, ...]) -> str:
+    """An nginx `least_conn` upstream block: least_conn spreads long embedding requests better than round robin."""
     servers = "\n".join(f"    server {b} max_fails=3 fail_timeout=30s;" for b in backends)
-    return f"""# Rendered by bgeimg: least_conn spreads long embedding requests better than round robin.
-upstream {name}_backend {{
-    least_conn;
-{servers}
-    keepalive 32;
-}}
+    return f"upstream {name} {{\n    least_conn;\n{servers}\n    keepalive 32;\n}}\n"
 
-server {{
+
+def proxy_server(target: str) -> str:
+    """The nginx `server` block that proxies everything to `target` (an upstream, or a variable naming one)."""
+    return f"""server {{
     listen 80;
     client_max_body_size 16m;
 
     location / {{
-        proxy_pass http://{name}_backend;
+        proxy_pass http://{target};
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host $host;
@@ -174,11 +196,22 @@ server {{
 """
 
 
+def nginx(profile: Profile, options: DeployOptions) -> str:
+    name = app_name(profile, options).replace("-", "_")
+    backends = options.backends or tuple(f"127.0.0.1:{profile.server.port + i}" for i in range(options.replicas))
+    return ("# Rendered by bgeimg: least_conn spreads long embedding requests better than round robin.\n"
+            f"{upstream(f'{name}_backend', backends)}\n{proxy_server(f'{name}_backend')}")
+
+
 class _Plain(yaml.SafeDumper):
     """No `&id001` anchors: the shared label dicts are written out in full, as people write manifests."""
 
     def ignore_aliases(self, data) -> bool:
         return True
+
+
+def dump_yaml(docs: list[dict]) -> str:
+    return yaml.dump_all(docs, Dumper=_Plain, sort_keys=False)
 
 
 def render(target: str, profile: Profile, options: DeployOptions) -> dict[str, str]:
@@ -187,17 +220,26 @@ def render(target: str, profile: Profile, options: DeployOptions) -> dict[str, s
         raise DeployError(f"--target {target!r} is not known", f"choose one of: {', '.join(TARGETS)}")
     check(options)
     if target == "k8s":
-        return {"k8s.yaml": yaml.dump_all(kubernetes(profile, options), Dumper=_Plain, sort_keys=False)}
+        return {"k8s.yaml": dump_yaml(kubernetes(profile, options))}
     if target == "compose":
         return {"compose.yaml": yaml.dump(compose(profile, options), Dumper=_Plain, sort_keys=False)}
     return {"nginx.conf": nginx(profile, options)}
 
 
 def write(files: dict[str, str], directory: Path) -> list[Path]:
-    """Write the rendered files into `directory` (made when missing); the paths written."""
+    """Write the rendered files into `directory` (made when missing), each atomically; the paths written."""
+    from bgeimg import atomic
+
+    if directory.exists() and not directory.is_dir():
+        raise DeployError(f"{directory} is a file, not a directory", "give -o a directory for the manifests")
+    made = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in files.items():
-        (directory / name).write_text(text)
-        written.append(directory / name)
+    try:
+        for name, text in files.items():
+            written.append(atomic.write_text(directory / name, text))
+    except BaseException:
+        if made:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     return written

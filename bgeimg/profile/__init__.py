@@ -13,6 +13,7 @@ from bgeimg.profile.resolve import (
     ProjectConfig,
     Resolved,
     available,
+    json_schema,
     list_profiles,
     load_config,
     parse_set,
@@ -24,5 +25,5 @@ from bgeimg.profile.schema import Mirrors, ModelSpec, Profile, Server, Slim, Use
 
 __all__ = [
     "CONFIG_FILE", "Mirrors", "ModelSpec", "Profile", "ProjectConfig", "Resolved", "Server", "Slim", "User",
-    "available", "list_profiles", "load_config", "mirror_image", "parse_set", "resolve", "search_dirs", "to_yaml",
+    "available", "json_schema", "list_profiles", "load_config", "mirror_image", "parse_set", "resolve", "search_dirs", "to_yaml",
 ]

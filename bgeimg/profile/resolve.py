@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ProfileError(f"{path}{where}: {problem}", "fix the YAML syntax") from None
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -119,7 +122,7 @@ def available(dirs: list[Path]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for d in reversed(dirs):  # built-ins first so user dirs override
         if not d.is_dir():
-            continue
+            raise ProfileError(f"--profiles-dir {d}: no such directory", "give a directory of *.yaml profiles")
         for f in sorted(d.glob("*.yaml")):
             found[f.stem] = f
             if not f.stem.startswith("_"):
@@ -131,22 +134,31 @@ def available(dirs: list[Path]) -> dict[str, Path]:
 def _aliases(path: Path) -> list[str]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, OSError):
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
         return []
     aliases = data.get("aliases", []) if isinstance(data, dict) else []
-    return [a for a in aliases if isinstance(a, str)]
+    return [a for a in aliases if isinstance(a, str)] if isinstance(aliases, list) else []
 
 
-def list_profiles(dirs: list[Path]) -> list[tuple[str, list[str], str, Path]]:
-    """(name, aliases, description, file) for each listable profile."""
+def list_profiles(dirs: list[Path], warn: Callable[[str], None] | None = None) -> list[tuple[str, list[str], str, Path]]:
+    """(name, aliases, description, file) for each listable profile; a broken file is skipped with a warning,
+    so one bad user profile does not hide the others."""
     rows = []
     seen: set[Path] = set()
     for name, path in sorted(available(dirs).items()):
         if name.startswith("_") or path in seen or path.stem != name:
             continue
         seen.add(path)
-        data = _read_yaml(path)
-        rows.append((name, list(data.get("aliases", [])), str(data.get("description", "")), path))
+        try:
+            data = _read_yaml(path)
+            aliases = data.get("aliases", [])
+            if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+                raise ProfileError(f"{path}: aliases: expected a list of names, got {aliases!r}"[:200])
+        except ProfileError as exc:
+            if warn is not None:
+                warn(str(exc))
+            continue
+        rows.append((name, list(aliases), str(data.get("description", "")), path))
     return rows
 
 
@@ -340,3 +352,24 @@ def to_yaml(profile: Profile) -> str:
     """The resolved profile as YAML (stable key order, no Python tags)."""
     data = profile.model_dump(mode="json")
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def json_schema() -> dict[str, Any]:
+    """One JSON schema for bgeimg.yaml and profile files (editors complete and check both): every profile key
+    optional (a file sets only what it changes), plus `extends` (profile files) and the project keys."""
+    schema = Profile.model_json_schema()
+    schema.pop("required", None)
+    props = schema["properties"]
+    props.pop("name", None)  # a profile's name is its file name
+    # `model:` also takes the short form (parse_model_ref): hf://org/name@revision, a directory, or none
+    props["model"] = {"anyOf": [{"type": "string", "description": "hf://org/name@revision, a local directory, or "
+                                 "none"}, props["model"]]}
+    props["extends"] = {"type": "string", "description": "the profile this one builds on"}
+    props["profile"] = {"type": "string", "description": "bgeimg.yaml: the default profile"}
+    props["profiles_dir"] = {"type": "string", "description": "bgeimg.yaml: a directory of your own profiles"}
+    props["registry"] = {"type": "string", "description": "bgeimg.yaml: where push goes, HOST[:PORT][/NAMESPACE]"}
+    props["tags"] = {"type": "object", "description": "bgeimg.yaml: tag rules (scheme(s), prefix, suffix, latest, "
+                     "onlatest, long_commit, timestamp_format, timezone, major_zero, edge_branch)"}
+    schema["title"] = "bgeimg project config and profile"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

@@ -6,10 +6,12 @@ import re
 from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bgeimg.oci.platform import PLATFORM_RE
 from bgeimg.oci.reference import InvalidReference, check_reference
+from bgeimg.profile.cuda import DEFAULT as DEFAULT_CUDA
+from bgeimg.profile.cuda import FLAVOURS, flavour
 
 # ---------------------------------------------------------------------------------------------------------
 # Value grammars. Anything that reaches a Dockerfile or a shell line must match one of these, so a value can
@@ -54,7 +56,12 @@ def parse_model_ref(value: Any) -> Any:
     if value == "none":
         return {"source": "none"}
     if value.startswith("hf://"):
-        model_id, _, revision = value[len("hf://") :].partition("@")
+        model_id, at, revision = value[len("hf://") :].partition("@")
+        if at and not revision:  # `hf://org/name@` is a typo, never "main"
+            from bgeimg.errors import ProfileError
+
+            raise ProfileError(f"model {value!r} has an empty revision after '@'",
+                               f"give hf://{model_id}@main or a commit, or drop the '@'")
         return {"source": "hf", "id": model_id, "revision": revision or "main"}
     return {"source": "path", "path": value}
 
@@ -133,10 +140,21 @@ class Server(_Strict):
 
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    max_batch_size: int = Field(32, ge=1, le=4096)
+    max_batch_size: int = Field(32, ge=1, le=4096)  # texts per forward pass
+    max_batch_tokens: int = Field(16384, ge=1, le=1_048_576)  # padded tokens (texts x longest) per forward pass
+    max_queue: int = Field(512, ge=1, le=1_000_000)  # texts waiting; more are answered 429 at once
+    grace_seconds: int = Field(20, ge=0, le=3600)  # SIGTERM: time to finish queued work before exiting
     max_length: int | None = Field(None, ge=1, le=131072)
     healthcheck_interval: int = Field(15, ge=1, le=3600)
     start_period: int = Field(120, ge=1, le=3600)  # Docker refuses 0
+
+    @field_validator("port", "workers", "max_batch_size", "max_length", "healthcheck_interval", "start_period",
+                     mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML `true` would otherwise become 1
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 class User(_Strict):
@@ -208,6 +226,8 @@ class Profile(_Strict):
     python: Literal["base", "apt"] = "base"  # base image ships python3 + venv, or install them with apt
     apt_packages: list[str] = Field(default_factory=list)
     device: Literal["cpu", "cuda"] = "cpu"
+    # the CUDA flavour (cuda.py) of a device: cuda image: picks the torch wheel index and the driver floor
+    cuda: str | None = Field(None, validate_default=True)
     platforms: list[str] = Field(default_factory=lambda: ["linux/amd64"])
     # torch: transformers + torch serve the checkpoint; onnx: onnxruntime serves its ONNX form, made in the
     # builder stage (export_requirements live there only). `runtime: onnx` applies profiles/_onnx.yaml.
@@ -241,6 +261,23 @@ class Profile(_Strict):
             raise ValueError(f"{v!r} is not a valid image reference (name[:tag][@sha256:digest])") from None
         return v
 
+    @field_validator("cuda", mode="before")
+    @classmethod
+    def _cuda(cls, v: object, info: ValidationInfo) -> str | None:
+        device = info.data.get("device")
+        choices = ", ".join(FLAVOURS)
+        if v is None:
+            if device == "cuda":
+                raise ValueError(f"device cuda needs a CUDA flavour: set cuda: \"{DEFAULT_CUDA}\" (one of {choices})")
+            return None
+        v = f"{v}" if isinstance(v, (float, int)) and not isinstance(v, bool) else v  # YAML reads 12.8 as a number
+        if not isinstance(v, str) or v not in FLAVOURS:
+            raise ValueError(f"{v!r} is not a CUDA flavour; choose one of {choices} (quote it: \"12.8\")")
+        if device != "cuda":
+            raise ValueError("a CUDA flavour is for device: cuda images only; remove cuda: (--set cuda=null) or set "
+                             "device: cuda")
+        return v
+
     @field_validator("apt_packages")
     @classmethod
     def _apt(cls, v: list[str]) -> list[str]:
@@ -264,7 +301,8 @@ class Profile(_Strict):
             try:
                 Requirement(line)
             except InvalidRequirement as exc:
-                raise ValueError(f"{line!r} is not a valid requirement (PEP 508): {exc}") from None
+                raise ValueError(f"{line!r} is not a valid requirement (PEP 508): "
+                                 f"{str(exc).splitlines()[0]}") from None
         return v
 
     @field_validator("torch_index_url")
@@ -298,6 +336,11 @@ class Profile(_Strict):
         if self.runtime == "onnx" and self.device != "cpu":
             raise ValueError("runtime onnx serves on the CPU only; use runtime: torch for device cuda")
         return self
+
+    @property
+    def torch_index(self) -> str | None:
+        """The extra index torch comes from: the profile's own (e.g. a mirror), else its CUDA flavour's."""
+        return self.torch_index_url or (flavour(self.cuda).index_url if self.cuda else None)
 
     @property
     def runtime_base(self) -> str:

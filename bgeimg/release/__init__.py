@@ -1,0 +1,1 @@
+"""Release safety: signatures (cosign), SBOMs, canary rollouts."""

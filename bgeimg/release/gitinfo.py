@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -24,10 +25,36 @@ def facts(project_dir: Path) -> GitFacts:
         return GitFacts()
     status = _git(project_dir, "status", "--porcelain", "--untracked-files=no")
     tag = _git(project_dir, "describe", "--tags", "--exact-match", "HEAD")
-    return GitFacts(commit=commit, dirty=bool(status), tag=tag or None)
+    branch, pr = ci_ref()
+    if branch is None:
+        head = _git(project_dir, "rev-parse", "--abbrev-ref", "HEAD")
+        branch = head if head and head != "HEAD" else None
+    return GitFacts(commit=commit, dirty=bool(status), tag=tag or None, branch=branch, pr=pr)
+
+
+def ci_ref(env: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """(branch, pull request number) as GitHub Actions or GitLab CI announce them (CI checks out a detached HEAD)."""
+    e = os.environ if env is None else env
+    pr = None
+    ref = e.get("GITHUB_REF", "")
+    m = re.fullmatch(r"refs/pull/(\d+)/(?:merge|head)", ref)
+    if m:
+        pr = m.group(1)
+    pr = pr or e.get("CI_MERGE_REQUEST_IID") or None
+    branch = None
+    if ref.startswith("refs/heads/"):
+        branch = ref.removeprefix("refs/heads/")
+    branch = branch or e.get("CI_COMMIT_BRANCH") or None
+    return branch, pr
 
 
 def origin_url(project_dir: Path) -> str | None:
     """`remote.origin.url` with any user:password@ removed, for the source label."""
     url = _git(project_dir, "remote", "get-url", "origin")
     return re.sub(r"//[^/@]+@", "//", url) if url else None
+
+
+def commit_time(project_dir: Path) -> int | None:
+    """HEAD's commit time (seconds since the epoch), the default SOURCE_DATE_EPOCH of a reproducible build."""
+    text = _git(project_dir, "log", "-1", "--format=%ct", "HEAD")
+    return int(text) if text and text.isdigit() else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from bgeimg.errors import BgeimgError
 from bgeimg.oci.mediatypes import is_attestation
 from bgeimg.oci.platform import platform_str
 from bgeimg.oci.reference import Reference, check_repository, check_tag, parse_reference
@@ -71,13 +72,23 @@ def list_tags(client: RegistryClient, repository: str) -> list[TagInfo]:
     return rows
 
 
-def promote_ref(source: str, tag: str, to_repository: str | None = None) -> Promoted:
-    """`bgeimg promote SOURCE --tag TAG [--to REPO]`: parse, then promote on SOURCE's registry."""
+def promote_ref(source: str, tag: str, to_repository: str | None = None, require_signature=None) -> Promoted:
+    """`bgeimg promote SOURCE --tag TAG [--to REPO] [--require-signature]`: parse, then promote on SOURCE's
+    registry. With `require_signature` (a sign.KeySpec) the source must verify first, and the digest that verified
+    is what gets promoted, so a tag moved in between cannot slip through."""
     ref = parse_reference(source)
-    return promote(RegistryClient(ref.registry), ref, tag, to_repository)
+    client = RegistryClient(ref.registry)
+    if require_signature is not None:
+        from bgeimg.release import sign
+
+        checked = sign.verify(client, ref, require_signature)
+        ref = Reference(ref.registry, ref.repository, None, checked.digest)
+    return promote(client, ref, tag, to_repository)
 
 
 def list_repository(repository: str) -> list[TagInfo]:
     """`bgeimg tags REGISTRY/REPO`."""
+    if "/" not in repository.strip("/"):  # `127.0.0.1:5077` alone would read as Docker Hub's library/127.0.0.1
+        raise BgeimgError(f"{repository!r} names no repository", "give REGISTRY/REPO, e.g. 127.0.0.1:5000/bge-m3")
     ref = parse_reference(repository)
     return list_tags(RegistryClient(ref.registry), ref.repository)

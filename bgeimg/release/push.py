@@ -1,8 +1,10 @@
 """Push per-platform local images as one multi-arch image under each tag, to a registry and its mirrors.
 
-    local images (one per platform) --docker save--> layers gzipped deterministically (so a second push finds
-    every blob present and sends none) --> blobs (HEAD first) --> one manifest per platform, put by digest
-    --> every manifest confirmed present --> one image index put under each tag.
+    local images (one per platform) --inspect--> diff_ids --layer cache + HEAD/mount--> what each registry
+    lacks --one docker save, only those layers gzipped (reproducibly, in parallel, uploaded as each is ready)-->
+    one manifest per platform, put by digest --> every manifest confirmed present --> one index under each tag.
+
+A second push of the same image exports and compresses nothing and uploads no layer (bgeimg.release.blobs).
 
 A tag is written last, only when everything it points to is in the registry: an interrupted push leaves at most
 unreferenced blobs, never a tag pointing at a partial image. Each registry (the target and every mirror) is
@@ -11,22 +13,27 @@ pushed independently; a failure on one is reported and does not undo the others.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgeimg.errors import BgeimgError, OutsideError
 from bgeimg.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST
-from bgeimg.oci.platform import ARCH_SUFFIX, platform_str
+from bgeimg.oci.platform import ARCH_SUFFIX, platform_matches, platform_str
 from bgeimg.oci.reference import check_repository, split_registry, split_tag
 from bgeimg.oci.registry import RegistryClient, RegistryError, Stats
+from bgeimg.progress import Meter
+from bgeimg.release import blobs as blobsync
+from bgeimg.release.export import LocalImage, describe
+from bgeimg.release.layercache import LayerCache
+from bgeimg.release.sign import KeySpec
 
 
 class PushError(BgeimgError):
@@ -43,6 +50,14 @@ class Blob:
     size: int
     path: Path | None = None  # compressed layer on disk; None for the config (kept in memory)
     data: bytes | None = None
+
+    @property
+    def source(self) -> bytes | Path:
+        """What to upload: the bytes in memory, else the file."""
+        if self.data is not None:
+            return self.data
+        assert self.path is not None, "a blob has its bytes or a path"
+        return self.path
 
 
 @dataclass
@@ -78,7 +93,10 @@ class Pushed:
     tags: list[str] = field(default_factory=list)
     platforms: list[str] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
+    work: blobsync.Work = field(default_factory=blobsync.Work)  # local work, shared by every target of a push
     error: str | None = None
+    signed: bool = False  # push --sign: the index and every platform manifest
+    sboms: dict[str, str] = field(default_factory=dict)  # push --sbom: platform -> the attached SBOM's digest
 
     @property
     def ok(self) -> bool:
@@ -87,7 +105,9 @@ class Pushed:
     def to_json(self) -> dict:
         return {"registry": self.registry, "repository": self.repository, "digest": self.digest, "tags": self.tags,
                 "platforms": self.platforms, "error": self.error, "bytes_uploaded": self.stats.blob_bytes_uploaded,
-                "blobs_uploaded": self.stats.blobs_uploaded, "blobs_skipped": self.stats.blobs_skipped}
+                "blobs_uploaded": self.stats.blobs_uploaded, "blobs_skipped": self.stats.blobs_skipped,
+                "blobs_mounted": self.stats.blobs_mounted, "images_exported": self.work.images_exported,
+                "layers_compressed": self.work.layers_compressed, "signed": self.signed, "sboms": self.sboms}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -108,97 +128,109 @@ def platform_images(docker_api, image: str, platforms: list[str] | None = None) 
             continue
         siblings.append(ref)
     found = siblings or [image]
-    if platforms:
-        wanted = {p.split("/")[1] for p in platforms}
-        found = [ref for ref in found if _arch_of(docker_api, ref) in wanted]
-        missing = wanted - {_arch_of(docker_api, ref) for ref in found}
+    if platforms:  # os, architecture and variant all compared: windows/amd64 is not linux/amd64
+        have = {ref: _platform_of(docker_api, ref) for ref in found}
+        found = [ref for ref in found if any(platform_matches(have[ref], p) for p in platforms)]
+        missing = {p for p in platforms if not any(platform_matches(have[ref], p) for ref in found)}
         if missing:
             raise PushError(f"no local image of {image} for {', '.join(sorted(missing))}",
                             f"build it first: bgeimg build --platform {','.join(platforms)} --tag {image}")
     return found
 
 
-def _arch_of(docker_api, ref: str) -> str:
-    return docker_api.inspect_image(ref)["Architecture"]
+def _platform_of(docker_api, ref: str) -> str:
+    info = docker_api.inspect_image(ref)
+    return platform_str({"os": info.get("Os", "linux"), "architecture": info.get("Architecture", "amd64"),
+                         "variant": info.get("Variant")})
 
 
-def _gzip_to(src, dest: Path) -> tuple[str, int, str]:
-    """Gzip a layer tar stream into `dest` deterministically (no name, mtime 0): (digest, size, diff_id)."""
-    raw = hashlib.sha256()
-    with dest.open("wb") as out:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz:
-            for chunk in iter(lambda: src.read(1 << 20), b""):
-                raw.update(chunk)
-                gz.write(chunk)
-    packed = hashlib.sha256()
-    with dest.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            packed.update(chunk)
-    return "sha256:" + packed.hexdigest(), dest.stat().st_size, "sha256:" + raw.hexdigest()
+@dataclass
+class LocalIndex:
+    """A multi-platform image of a containerd image store, as `docker save` gives it (an OCI layout): the index
+    and every blob it reaches (manifests, configs, layers, attestations), pushed byte for byte."""
+
+    source: str
+    media_type: str
+    raw: bytes  # the index bytes: its digest is the image's
+    manifests: dict[str, tuple[str, bytes]]  # digest -> (media type, raw) of the image and attestation manifests
+    blobs: dict[str, Path]  # digest -> file (configs and layers)
+    platforms: list[str]
 
 
-def export(docker_api, ref: str, workdir: Path) -> PlatformImage:
-    """Stream `docker save REF` (never whole in memory) into a config blob and gzipped layer files."""
+def _containerd_store(docker_api) -> bool:
+    from bgeimg.build.builders import image_store
+
     try:
-        docker_api.inspect_image(ref)  # get_image is lazy: a missing image would only fail mid-stream
+        return image_store(docker_api.info()) == "containerd"
     except Exception:
-        raise PushError(f"no local image {ref}", "build it first (bgeimg build) or name an existing image") from None
-    stream = docker_api.get_image(ref)
-    reader = _StreamReader(stream)
-    workdir = Path(tempfile.mkdtemp(dir=workdir))  # one directory per image: layer file names repeat
-    compressed: dict[str, tuple[str, int, str, Path]] = {}
-    configs: dict[str, bytes] = {}
-    manifest = None
-    with tarfile.open(fileobj=reader, mode="r|") as tar:
+        return False
+
+
+def export_index(docker_api, ref: str, workdir: Path) -> LocalIndex | None:
+    """`docker save REF` of a containerd store, when it holds an index of several platforms; None otherwise
+    (a classic store's save, or one platform: the per-platform path applies)."""
+    from bgeimg.oci.mediatypes import INDEX_TYPES, is_attestation
+
+    workdir = Path(tempfile.mkdtemp(dir=workdir))
+    files: dict[str, Path] = {}
+    index_json = None
+    with tarfile.open(fileobj=_StreamReader(docker_api.get_image(ref)), mode="r|") as tar:  # type: ignore[call-overload]
         for member in tar:
             if not member.isfile():
                 continue
             fh = tar.extractfile(member)
-            head = fh.read(1)  # a stream cannot seek back, so the first byte is carried along
-            if member.name == "manifest.json":
-                manifest = json.loads(head + fh.read())
-            elif member.name.endswith(".json") or (member.name.startswith("blobs/") and head == b"{"):
-                # an image config: legacy `<id>.json`, or a JSON blob (a layer tar never starts with `{`)
-                configs[member.name] = head + fh.read()
-            elif member.name.endswith("layer.tar") or member.name.startswith("blobs/"):
-                dest = workdir / f"layer-{len(compressed)}.tar.gz"
-                compressed[member.name] = (*_gzip_to(_Prefixed(head, fh), dest), dest)
-    if not manifest:
-        raise OutsideError(f"docker save of {ref} has no manifest.json", "is the engine healthy?")
-    entry = manifest[0]
-    config_raw = configs[entry["Config"]]
-    config = json.loads(config_raw)
-    layers = []
-    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
-    for i, name in enumerate(entry["Layers"]):
-        digest, size, diff_id, path = compressed[name]
-        if i < len(diff_ids) and diff_ids[i] != diff_id:
-            raise OutsideError(f"{ref}: layer {i} does not match its diff_id", "the saved image is corrupt")
-        layers.append(Blob(digest=digest, size=size, path=path))
-    config_blob = Blob(digest="sha256:" + hashlib.sha256(config_raw).hexdigest(), size=len(config_raw),
-                       data=config_raw)
-    platform = platform_str({"os": config.get("os", "linux"), "architecture": config.get("architecture", "amd64"),
-                             "variant": config.get("variant")})
-    image = PlatformImage(source=ref, platform=platform, config=config_blob, layers=layers)
-    image.manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
-        "config": {"mediaType": DOCKER_CONFIG, "digest": config_blob.digest, "size": config_blob.size},
-        "layers": [{"mediaType": DOCKER_LAYER, "digest": b.digest, "size": b.size} for b in layers],
-    }, separators=(",", ":")).encode()
-    return image
+            if member.name == "index.json":
+                index_json = json.loads(fh.read())
+            elif member.name.startswith("blobs/sha256/"):
+                dest = workdir / member.name.rsplit("/", 1)[1]
+                with dest.open("wb") as out:
+                    shutil.copyfileobj(fh, out, 1 << 20)
+                files["sha256:" + dest.name] = dest
+    if not index_json or not index_json.get("manifests"):
+        return None
+    top = index_json["manifests"][0]
+    if top.get("mediaType") not in INDEX_TYPES:
+        return None
+    raw = files[top["digest"]].read_bytes()
+    doc = json.loads(raw)
+    images = [d for d in doc.get("manifests", []) if not is_attestation(d)]
+    if len(images) < 2:
+        return None
+    manifests = {d["digest"]: (d["mediaType"], files[d["digest"]].read_bytes()) for d in doc["manifests"]}
+    return LocalIndex(source=ref, media_type=top["mediaType"], raw=raw, manifests=manifests,
+                      blobs={d: f for d, f in files.items() if d not in manifests and d != top["digest"]},
+                      platforms=[platform_str(d.get("platform")) for d in images])
 
 
-class _Prefixed:
-    """`head` then the rest of `fh`, as one readable stream."""
-
-    def __init__(self, head: bytes, fh):
-        self._head, self._fh = head, fh
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            data, self._head = self._head, b""
-            return data + (self._fh.read(n - len(data)) if n > len(data) else b"" if n >= 0 else self._fh.read())
-        return self._fh.read(n)
+def push_index_to(client: RegistryClient, repository: str, index: LocalIndex, tags: list[str],
+                  progress: Callable[[str], None] | None = None) -> Pushed:
+    """One index per tag, its bytes untouched: blobs a manifest names, then each manifest, then the index."""
+    result = Pushed(registry=client.host, repository=repository, platforms=index.platforms)
+    say = progress or (lambda _msg: None)
+    try:
+        for digest, (media_type, raw) in index.manifests.items():
+            doc = json.loads(raw)
+            for desc in [doc.get("config") or {}, *(doc.get("layers") or [])]:
+                blob = desc.get("digest")
+                if not blob or client.blob_exists(repository, blob) is not None:
+                    client.stats.blobs_skipped += 1 if blob else 0
+                    continue
+                if blob not in index.blobs:
+                    raise OutsideError(f"{index.source}: blob {blob[:19]} is not in the local store",
+                                       "pull or build the image again")
+                say(f"{client.host}: upload {blob[7:19]} ({index.blobs[blob].stat().st_size} bytes)")
+                client.upload_blob(repository, blob, index.blobs[blob])
+            client.put_manifest(repository, digest, raw, media_type)
+        result.digest = client.put_manifest(repository, "sha256:" + hashlib.sha256(index.raw).hexdigest(),
+                                            index.raw, index.media_type)
+        for tag in tags:
+            client.put_manifest(repository, tag, index.raw, index.media_type)
+            result.tags.append(tag)
+            say(f"{client.host}/{repository}:{tag} -> {result.digest}")
+    except BgeimgError as exc:
+        result.error = str(exc)
+    result.stats = client.stats
+    return result
 
 
 class _StreamReader:
@@ -225,37 +257,87 @@ class _StreamReader:
 # Upload
 
 
-def index_of(images: list[PlatformImage]) -> bytes:
-    """One manifest list over the platforms, in a stable order."""
+def index_of(images: list[PlatformImage], annotations: dict[str, str] | None = None) -> bytes:
+    """One manifest list over the platforms, in a stable order; `annotations` (the OCI version of what was pushed)
+    go on the index, where registries and `docker buildx imagetools inspect` show them."""
     manifests = sorted((img.descriptor() for img in images), key=lambda d: d["digest"])
     manifests.sort(key=lambda d: (d["platform"]["os"], d["platform"]["architecture"]))
-    return json.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": manifests},
-                      separators=(",", ":")).encode()
+    doc: dict = {"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": manifests}
+    if annotations:
+        doc["annotations"] = dict(sorted(annotations.items()))
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+# What a registry answers when a manifest names a blob it does not (yet) have: another push of the same image may
+# be finishing that very blob (both skipped or both uploaded it), or the blob was lost. Checked and re-sent.
+_BLOB_MISSING = ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "DIGEST_INVALID")
+
+
+def _send_blobs(client: RegistryClient, repository: str, image: PlatformImage, say: Callable[[str], None],
+                *, count_skips: bool = True, present: set[str] | None = None,
+                uploaded: set[str] | None = None) -> None:
+    for blob in [image.config, *image.layers]:
+        if uploaded and blob.digest in uploaded:
+            continue
+        if (present and blob.digest in present) or client.blob_exists(repository, blob.digest) is not None:
+            if count_skips:
+                client.stats.blobs_skipped += 1
+            continue
+        if blob.path is None and blob.data is None:  # found at the start, gone now (a registry GC?)
+            raise RegistryError(f"{blob.digest} vanished from {client.host}/{repository} during the push",
+                                "push again")
+        say(f"{client.host}: {image.platform} upload {blob.digest[7:19]} ({blob.size} bytes)")
+        client.upload_blob(repository, blob.digest, blob.source)
+
+
+def _put_platform_manifest(client: RegistryClient, repository: str, image: PlatformImage,
+                           say: Callable[[str], None], attempts: int = 4) -> None:
+    """Put the manifest; when the registry says a blob it names is missing (a concurrent push of the same image
+    is finishing it, or its upload was lost), check every blob, send the missing ones again and retry."""
+    for attempt in range(attempts):
+        try:
+            client.put_manifest(repository, image.manifest_digest, image.manifest, DOCKER_MANIFEST)
+            return
+        except RegistryError as exc:
+            if attempt == attempts - 1 or not any(code in str(exc) for code in _BLOB_MISSING):
+                raise
+        time.sleep(0.5 * (2 ** attempt))  # let the other push's upload commit before looking again
+        _send_blobs(client, repository, image, say, count_skips=False)
+
+
+def _put_index(client: RegistryClient, repository: str, ref: str, index: bytes, attempts: int = 4) -> str:
+    """Put the index under its digest or a tag. A concurrent push of the same image rewrites the registry's links
+    to the platform manifests as this put checks them (distribution writes them in place), which reads as
+    DIGEST_INVALID / MANIFEST_BLOB_UNKNOWN for a moment: wait and put again."""
+    for attempt in range(attempts):
+        try:
+            return client.put_manifest(repository, ref, index, DOCKER_LIST)
+        except RegistryError as exc:
+            if attempt == attempts - 1 or not any(code in str(exc) for code in _BLOB_MISSING):
+                raise
+        time.sleep(0.5 * (2 ** attempt))
+    raise AssertionError("unreachable")
 
 
 def push_to(client: RegistryClient, repository: str, images: list[PlatformImage], tags: list[str],
-            progress: Callable[[str], None] | None = None) -> Pushed:
-    """Push to one registry; the result carries the error instead of raising, so mirrors stay independent."""
+            progress: Callable[[str], None] | None = None, annotations: dict[str, str] | None = None, *,
+            present: set[str] | None = None, uploaded: set[str] | None = None) -> Pushed:
+    """Push to one registry; the result carries the error instead of raising, so mirrors stay independent.
+    `present`: digests already found there; `uploaded`: digests this push already sent (while exporting)."""
     result = Pushed(registry=client.host, repository=repository, platforms=[i.platform for i in images])
     say = progress or (lambda _msg: None)
     try:
         for image in images:
-            for blob in [image.config, *image.layers]:
-                if client.blob_exists(repository, blob.digest) is not None:
-                    client.stats.blobs_skipped += 1
-                    continue
-                say(f"{client.host}: {image.platform} upload {blob.digest[7:19]} ({blob.size} bytes)")
-                client.upload_blob(repository, blob.digest, blob.data if blob.data is not None else blob.path)
-            client.put_manifest(repository, image.manifest_digest, image.manifest, DOCKER_MANIFEST)
+            _send_blobs(client, repository, image, say, present=present, uploaded=uploaded)
+            _put_platform_manifest(client, repository, image, say)
         # Tags are written only once every platform manifest is confirmed present.
         for image in images:
             if client.head_manifest(repository, image.manifest_digest) is None:
                 raise RegistryError(f"{client.host}/{repository}@{image.manifest_digest} missing after upload")
-        index = index_of(images)
-        result.digest = client.put_manifest(repository, "sha256:" + hashlib.sha256(index).hexdigest(), index,
-                                            DOCKER_LIST)
+        index = index_of(images, annotations)
+        result.digest = _put_index(client, repository, "sha256:" + hashlib.sha256(index).hexdigest(), index)
         for tag in tags:
-            client.put_manifest(repository, tag, index, DOCKER_LIST)
+            _put_index(client, repository, tag, index)
             result.tags.append(tag)
             say(f"{client.host}/{repository}:{tag} -> {result.digest}")
     except BgeimgError as exc:
@@ -298,20 +380,73 @@ def resolve_registry(flag: str | None, config_registry: str | None) -> str:
 
 
 def push(docker_api, local: list[str], targets: list[Target], tags: list[str], *,
-         progress: Callable[[str], None] | None = None, client_factory=RegistryClient) -> list[Pushed]:
-    """Export each local image once, then push to every target; one Pushed per target, errors inside."""
+         progress: Callable[[str], None] | None = None, meter: Meter | None = None, client_factory=RegistryClient,
+         annotations: dict[str, str] | None = None, cache: LayerCache | None = None) -> list[Pushed]:
+    """Ask every target what it has, export and compress only what one lacks (once), then put the manifests and
+    tags on each target; one Pushed per target, errors inside."""
     if not tags:
         raise PushError("no tags to push", "pass --scheme or --tag")
+    if len(local) == 1 and _containerd_store(docker_api):  # a multi-platform image goes up as its index
+        workdir = Path(tempfile.mkdtemp(prefix="bgeimg-push-"))
+        try:
+            index = export_index(docker_api, local[0], workdir)
+            if index is not None:
+                return [push_index_to(client_factory(t.registry), t.repository, index, tags, progress)
+                        for t in targets]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    images = [_inspect(docker_api, ref) for ref in local]
+    platforms = [i.platform for i in images]
+    if len(set(platforms)) != len(platforms):
+        raise PushError(f"two local images have the same platform ({', '.join(platforms)})",
+                        "give one image per platform")
+    cache = cache if cache is not None else LayerCache()
+    dests = [blobsync.Destination(client_factory(t.registry), t.repository) for t in targets]
     workdir = Path(tempfile.mkdtemp(prefix="bgeimg-push-"))
     try:
-        images = [export(docker_api, ref, workdir) for ref in local]
-        platforms = [i.platform for i in images]
-        if len(set(platforms)) != len(platforms):
-            raise PushError(f"two local images have the same platform ({', '.join(platforms)})",
-                            "give one image per platform")
-        return [push_to(client_factory(t.registry), t.repository, images, tags, progress) for t in targets]
+        ready, work = blobsync.prepare(docker_api, images, dests, cache, workdir, meter=meter, say=progress)
+        prepared = [_platform_image(image, r) for image, r in zip(images, ready)]
+        results = []
+        for dest in dests:
+            client = dest.client
+            if dest.error is not None:
+                result = Pushed(registry=client.host, repository=dest.repository, platforms=platforms,
+                                stats=client.stats, error=dest.error)
+            else:
+                result = push_to(client, dest.repository, prepared, tags, progress, annotations, present=dest.present,
+                                 uploaded=dest.uploaded)
+            result.work = work
+            if result.ok:
+                for image in prepared:
+                    for blob in [image.config, *image.layers]:
+                        cache.found(blob.digest, client.host, dest.repository)
+            results.append(result)
+        return results
     finally:
+        try:
+            cache.save()
+        except OSError:
+            pass  # the cache is a hint: a read-only home makes the next push slower, not wrong
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _inspect(docker_api, ref: str) -> LocalImage:
+    try:
+        return describe(docker_api.inspect_image(ref), ref)
+    except Exception:
+        raise PushError(f"no local image {ref}", "build it first (bgeimg build) or name an existing image") from None
+
+
+def _platform_image(image: LocalImage, ready: blobsync.Ready) -> PlatformImage:
+    config = Blob(digest=ready.config_digest, size=len(ready.config), data=ready.config)
+    layers = [Blob(digest=d, size=size, path=path) for d, size, path in ready.layers]
+    result = PlatformImage(source=image.ref, platform=image.platform, config=config, layers=layers)
+    result.manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": DOCKER_CONFIG, "digest": config.digest, "size": config.size},
+        "layers": [{"mediaType": DOCKER_LAYER, "digest": b.digest, "size": b.size} for b in layers],
+    }, separators=(",", ":")).encode()
+    return result
 
 
 @dataclass
@@ -331,10 +466,12 @@ class ReleaseRequest:
     long_commit: bool = False
     allow_dirty: bool = False
     platforms: list[str] | None = None
+    sign: KeySpec | None = None  # sign what was pushed with this key
+    sbom: bool = False  # attach a CycloneDX SBOM of the image to the pushed digest
 
 
 def release(request: ReleaseRequest, *, config_registry: str | None, config_tags: dict, project_dir: Path,
-            progress: Callable[[str], None] | None = None) -> list[Pushed]:
+            progress: Callable[[str], None] | None = None, meter: Meter | None = None) -> list[Pushed]:
     """Resolve the targets and the tag set (bad input first), then push; one Pushed per target."""
     from datetime import datetime, timezone
 
@@ -347,12 +484,51 @@ def release(request: ReleaseRequest, *, config_registry: str | None, config_tags
     policy = tagging.policy_from_config(
         config_tags, schemes=request.schemes, latest=request.latest, prefix=request.prefix, suffix=request.suffix,
         long_commit=request.long_commit or None, allow_dirty=request.allow_dirty, extra=request.extra_tags)
-    tagset = tagging.compute_tags(policy, version=request.version, git=gitinfo.facts(project_dir),
-                                  now=datetime.now(timezone.utc))
+    git = gitinfo.facts(project_dir)
+    tagset = tagging.compute_tags(policy, version=request.version, git=git, now=datetime.now(timezone.utc))
+    # The version of what was pushed (the label inside says what it was built as, often `latest`), fixed per
+    # version and commit so pushing the same image twice gives the same index digest.
+    annotations = {"org.opencontainers.image.version": tagset.version or tagset.tags[0]}
+    if git.commit:
+        annotations["org.opencontainers.image.revision"] = git.commit
     docker_api = api_client()
     local = platform_images(docker_api, request.images[0], request.platforms) if len(request.images) == 1 \
         else list(request.images)
-    return push(docker_api, local, targets, tagset.tags, progress=progress)
+    results = push(docker_api, local, targets, tagset.tags, progress=progress, meter=meter, annotations=annotations)
+    if request.sign is not None or request.sbom:
+        _after_push(results, request, local, project_dir / "bgeimg.lock", progress or (lambda _msg: None))
+    return results
+
+
+def _after_push(results: list[Pushed], request: ReleaseRequest, local: list[str], lock: Path,
+                say: Callable[[str], None]) -> None:
+    """Attach the SBOMs and/or sign each registry's pushed digest; a failure is that registry's error (exit 3).
+    The SBOMs go first, so a signature made afterwards is the last word on what was released."""
+    from bgeimg.analyze.report import analyze
+    from bgeimg.oci.reference import Reference
+    from bgeimg.release import sbom, sign
+
+    boms = {}
+    if request.sbom:
+        for image in local:
+            report = analyze(image, source="engine")
+            boms[report.platform] = sbom.to_json(sbom.build(report, lock))
+    for result in results:
+        if not result.ok or not result.digest:
+            continue
+        client = RegistryClient(result.registry)
+        pushed = Reference(result.registry, result.repository, None, result.digest)
+        try:
+            if boms:
+                result.sboms = sbom.attach_all(client, result.repository, result.digest, boms)
+                say(f"{result.registry}/{result.repository}@{result.digest}: SBOM attached for "
+                    f"{', '.join(result.sboms)}")
+            if request.sign is not None:
+                sign.sign(client, pushed, request.sign)
+                result.signed = True
+                say(f"{result.registry}/{result.repository}@{result.digest}: signed (index and every platform)")
+        except BgeimgError as exc:
+            result.error = f"pushed {result.digest}, but: {exc}"
 
 
 def check_results(results: list[Pushed]) -> None:

@@ -14,7 +14,7 @@ from typing import Literal
 from bgeimg.errors import BgeimgError
 from bgeimg.oci.reference import TAG_RE, check_tag
 
-SCHEMES = ("semver", "commit", "timestamp")
+SCHEMES = ("semver", "commit", "timestamp", "ref", "edge", "pr")
 LatestPolicy = Literal["auto", "always", "never"]
 
 _SEMVER_RE = re.compile(
@@ -71,6 +71,8 @@ class GitFacts:
     commit: str | None = None
     dirty: bool = False
     tag: str | None = None  # an exact tag on HEAD, e.g. v1.4.2
+    branch: str | None = None  # the branch being built (CI's ref name, else git's), None when detached
+    pr: str | None = None  # the pull/merge request number CI builds, if any
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class TagPolicy:
     major_zero: bool = False  # 0.x versions give a bare `0` tag only when asked
     allow_dirty: bool = False
     extra: tuple[str, ...] = ()  # literal tags given with --tag
+    on_latest: bool = False  # put prefix/suffix on `latest` too (docker/metadata-action's `onlatest`)
+    edge_branch: str = "main"  # the branch whose builds get the `edge` tag
 
 
 @dataclass
@@ -135,36 +139,68 @@ def timestamp_tags(now: datetime, *, fmt: str = "%Y%m%d-%H%M%S", tz: str = "UTC"
     return [text]
 
 
+def sanitize_ref(name: str) -> str:
+    """A branch or tag name as a docker tag, as docker/metadata-action makes it: anything outside
+    [A-Za-z0-9_.-] becomes '-', a leading '.' or '-' is dropped, at most 128 characters."""
+    text = re.sub(r"[^A-Za-z0-9_.-]", "-", name).lstrip(".-")[:128]
+    if not text:
+        raise TagError(f"ref {name!r} gives no valid tag", "use --tag NAME")
+    return text
+
+
+def ref_tags(git: GitFacts, scheme: str, edge_branch: str) -> list[str]:
+    """metadata-action's type=ref (the git tag, else the branch), type=edge (on the edge branch) and type=pr."""
+    if scheme == "ref":
+        if git.tag:
+            return [sanitize_ref(git.tag)]
+        if git.branch:
+            return [sanitize_ref(git.branch)]
+        raise TagError("the ref scheme needs a branch or a tag (HEAD is detached and untagged)",
+                       "check out a branch, or set GITHUB_REF_NAME / CI_COMMIT_REF_NAME as CI does")
+    if scheme == "edge":
+        return ["edge"] if git.branch == edge_branch else []
+    if not git.pr:
+        return []  # not a pull request build: the pr scheme adds nothing, as in metadata-action
+    return [f"pr-{git.pr}"]
+
+
 def compute_tags(policy: TagPolicy, *, version: str | None = None, git: GitFacts = GitFacts(),
                  now: datetime | None = None) -> TagSet:
     """All tags for a push. `latest`: auto = only with a stable semver version; always; never."""
     result = TagSet()
     extra = [check_tag(t) for t in policy.extra]  # what the user typed is checked first
-    unknown = [s for s in policy.schemes if s not in SCHEMES]
+    unknown = [s for s in policy.schemes if s not in (*SCHEMES, "none")]
     if unknown:
-        raise TagError(f"unknown tag scheme {unknown[0]!r}", f"choose from {', '.join(SCHEMES)}")
-    if not policy.schemes and not policy.extra:
+        raise TagError(f"unknown tag scheme {unknown[0]!r}", f"choose from {', '.join(SCHEMES)} or none")
+    schemes = [s for s in policy.schemes if s != "none"]  # `--scheme none`: only the literal --tag values
+    if not schemes and not policy.extra:
         raise TagError("no tag scheme and no --tag given", "pass --scheme semver|commit|timestamp or --tag NAME")
     stable = False
     raw: list[str] = []
-    for scheme in policy.schemes:
+    for scheme in schemes:
         if scheme == "semver":
             text = version or (git.tag if git.tag and _SEMVER_RE.fullmatch(git.tag) else None)
             if not text:
                 raise TagError("the semver scheme needs a version",
-                               "pass --version 1.4.2 or tag the commit (git tag v1.4.2)")
+                               "pass --version 1.4.2, tag the commit (git tag v1.4.2), or --scheme none to push "
+                               "only the --tag values")
             parsed = parse_semver(text)
             result.version = str(parsed)
             stable = parsed.prerelease is None
             raw += semver_tags(parsed, major_zero=policy.major_zero)
         elif scheme == "commit":
             raw += commit_tags(git, long=policy.long_commit, allow_dirty=policy.allow_dirty)
+        elif scheme in ("ref", "edge", "pr"):
+            raw += ref_tags(git, scheme, policy.edge_branch)
         else:
             raw += timestamp_tags(now or datetime.now(timezone.utc), fmt=policy.timestamp_format, tz=policy.timezone)
     result.latest = policy.latest == "always" or (policy.latest == "auto" and stable)
-    if result.latest:
-        raw.append("latest")
     tags = [check_tag(f"{policy.prefix}{t}{policy.suffix}") for t in raw]
+    if result.latest:  # bare `latest` unless on_latest, as metadata-action does
+        tags.append(check_tag(f"{policy.prefix}latest{policy.suffix}" if policy.on_latest else "latest"))
+    if not tags and not extra:
+        raise TagError(f"the schemes {', '.join(policy.schemes)} give no tag for this build",
+                       "add --scheme commit, or --tag NAME")
     tags += extra
     result.tags = list(dict.fromkeys(tags))
     return result
@@ -173,7 +209,7 @@ def compute_tags(policy: TagPolicy, *, version: str | None = None, git: GitFacts
 def policy_from_config(tags: dict, **overrides) -> TagPolicy:
     """The project config's `tags:` mapping (scheme or schemes, prefix, suffix, latest, ...) with flags on top."""
     allowed = {"scheme", "schemes", "prefix", "suffix", "latest", "long_commit", "timestamp_format", "timezone",
-               "major_zero"}
+               "major_zero", "onlatest", "edge_branch"}
     unknown = sorted(set(tags) - allowed)
     if unknown:
         raise TagError(f"bgeimg.yaml: tags.{unknown[0]}: unknown key", f"allowed keys: {', '.join(sorted(allowed))}")
@@ -187,6 +223,8 @@ def policy_from_config(tags: dict, **overrides) -> TagPolicy:
         "timestamp_format": str(tags.get("timestamp_format", "%Y%m%d-%H%M%S")),
         "timezone": str(tags.get("timezone", "UTC")),
         "major_zero": bool(tags.get("major_zero", False)),
+        "on_latest": bool(tags.get("onlatest", False)),
+        "edge_branch": str(tags.get("edge_branch", "main")),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values["latest"] not in ("auto", "always", "never"):

@@ -15,6 +15,22 @@ import pytest
 from analyze_images import DOCKERFILE
 
 
+@pytest.fixture(autouse=True, scope="session")
+def layer_cache_dir(tmp_path_factory):
+    """The analyze tests' layer cache (bgeimg.analyze.cache) lives in a temporary directory, never the user's
+    ~/.cache, and holds nothing (BGEIMG_CACHE_MAX=0): every test reads the layers it checks from its source. The
+    cache's own tests give LayerCache a bound or set BGEIMG_CACHE_MAX themselves."""
+    path = tmp_path_factory.mktemp("layer-cache")
+    saved = {k: os.environ.get(k) for k in ("BGEIMG_CACHE_DIR", "BGEIMG_CACHE_MAX")}
+    os.environ.update(BGEIMG_CACHE_DIR=str(path), BGEIMG_CACHE_MAX="0")
+    yield path
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @dataclass
 class Run:
     code: int
@@ -78,6 +94,11 @@ class AuthRegistry:
     host: str  # 127.0.0.1:PORT, plain HTTP, htpasswd (basic) auth
     user: str
     password: str
+    root: Path  # its storage: a test may corrupt a blob there
+
+    def blob_path(self, digest: str) -> Path:
+        hexpart = digest.split(":", 1)[1]
+        return self.root / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexpart[:2] / hexpart / "data"
 
     def docker_config(self, directory: Path, with_auth: bool = True) -> Path:
         """A docker config dir (for DOCKER_CONFIG) holding this registry's credentials, or none."""
@@ -128,7 +149,7 @@ auth: {{htpasswd: {{realm: bgeimg-analyze-test, path: {root / 'htpasswd'}}}}}
                 time.sleep(0.1)
         else:
             pytest.fail(f"the auth registry did not start: {(root / 'registry.log').read_text()[-500:]}")
-        yield AuthRegistry(f"127.0.0.1:{port}", AUTH_USER, AUTH_PASSWORD)
+        yield AuthRegistry(f"127.0.0.1:{port}", AUTH_USER, AUTH_PASSWORD, root)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from buildhelp import PREFIX, TINY
+from enginebed import bed_engine
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +34,18 @@ def image_name(docker_api):
 def _contexts_in_tmp(tmp_path, monkeypatch):
     """Build contexts default to ~/.cache/bgeimg/contexts; tests keep theirs in their own tmp dir."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+# ---- the test bed's two engines (tests/build/enginebed.py): Docker 20.10 and Docker 26 ----------------------
+
+
+@pytest.fixture(scope="session")
+def docker20():
+    """Docker 20.10, the shared engine (classic image store)."""
+    return bed_engine("docker20")
+
+
+@pytest.fixture(scope="session")
+def docker26():
+    """Docker 26 with buildx and the containerd image store (`scripts/testbed.sh up --modern`)."""
+    return bed_engine("docker26")

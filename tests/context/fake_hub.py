@@ -60,6 +60,8 @@ class FakeHub:
                 parts = path.strip("/").split("/")
                 if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
                     return self._info("/".join(parts[2:4]), "/".join(parts[5:]), body)
+                if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "tree":
+                    return self._tree("/".join(parts[2:4]), "/".join(parts[5:]), body)  # snapshot_download lists
                 if len(parts) >= 5 and parts[2] == "resolve":
                     return self._file("/".join(parts[:2]), parts[3], "/".join(parts[4:]), body)
                 self._error(404, "EntryNotFound")
@@ -84,6 +86,21 @@ class FakeHub:
                 files = sorted(p.relative_to(repo.directory).as_posix() for p in repo.directory.rglob("*") if p.is_file())
                 payload = json.dumps({"id": repo_id, "modelId": repo_id, "sha": repo.commit, "private": False,
                                       "siblings": [{"rfilename": f} for f in files]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(payload)
+
+            def _tree(self, repo_id: str, revision: str, body: bool) -> None:
+                repo = self._repo(repo_id, revision)
+                if repo is None:
+                    return
+                entries = [{"type": "file", "path": p.relative_to(repo.directory).as_posix(), "size": p.stat().st_size,
+                            "oid": hashlib.sha1(p.read_bytes()).hexdigest()}
+                           for p in sorted(repo.directory.rglob("*")) if p.is_file()]
+                payload = json.dumps(entries).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

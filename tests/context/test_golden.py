@@ -15,6 +15,7 @@ from bgeimg.context.render import RenderOptions, render_dockerfile
 GOLDEN = Path(__file__).parent / "golden"
 SHIPPED = ["cpu-slim", "cuda-runtime", "external-model", "onnx-cpu", "onnx-external"]
 CASES = [(p, b) for p in SHIPPED for b in ("classic", "buildkit")]
+OTHER_CUDA = ["12.6", "12.8"]  # the gpu profile ships 13.0 (cuda-runtime.*.Dockerfile); one CUDA per image
 
 
 @pytest.mark.parametrize(("name", "backend"), CASES)
@@ -25,6 +26,28 @@ def test_dockerfile_matches_golden(name: str, backend: str) -> None:
         golden.write_text(text)
     assert golden.exists(), f"missing {golden}: run with BGEIMG_UPDATE_GOLDEN=1"
     assert text == golden.read_text()
+
+
+@pytest.mark.parametrize("version", OTHER_CUDA)
+def test_gpu_dockerfile_per_cuda_flavour_matches_golden(version: str) -> None:
+    text = render_dockerfile(profiles.resolve("gpu", sets=[f"cuda={version}"]).profile,
+                             RenderOptions(backend="buildkit"))
+    tag = "cu" + version.replace(".", "")
+    golden = GOLDEN / f"cuda-runtime.{tag}.buildkit.Dockerfile"
+    if os.environ.get("BGEIMG_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert golden.exists(), f"missing {golden}: run with BGEIMG_UPDATE_GOLDEN=1"
+    assert text == golden.read_text()
+    assert f"--extra-index-url https://download.pytorch.org/whl/{tag} " in text
+    assert f'BGE_CUDA_VERSION="{version}"' in text and f'io.bgeimg.cuda.version="{version}"' in text
+
+
+def test_gpu_base_carries_no_cuda_of_its_own() -> None:
+    # the wheels bring CUDA: an nvidia/cuda runtime base would be a second copy (issue 18)
+    text = render_dockerfile(profiles.resolve("gpu").profile)
+    assert "FROM python:3.11-slim AS builder" in text and "FROM python:3.11-slim AS runtime" in text
+    assert "nvidia/cuda" not in text
+    assert 'io.bgeimg.cuda.min_driver="580.65.06"' in text and 'BGE_MIN_DRIVER="580.65.06"' in text
 
 
 @pytest.mark.parametrize("name", SHIPPED)

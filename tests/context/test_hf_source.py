@@ -65,8 +65,8 @@ def test_lock_pins_the_commit_and_the_label_carries_it(hub, tmp_path) -> None:
     # a second build asks the hub for the locked commit, not the branch
     hub.requests.clear()
     context.prepare(p, tmp_path / "ctx2", lock=models.Lock.load(lock_path))
-    info_paths = [path for method, path, _ in hub.requests if path.startswith("/api/")]
-    assert info_paths and all(path.endswith(f"/revision/{COMMIT}") for path in info_paths)
+    assert not any("/main" in path for _, path, _ in hub.requests), hub.requests  # never the branch again
+    assert all(COMMIT in path for _, path, _ in hub.requests if path.startswith("/api/"))
 
 
 def test_lock_refuses_changed_weights(hub, tmp_path) -> None:
@@ -123,3 +123,23 @@ def test_render_cli_writes_the_lock_beside_the_config(hub, tmp_path, monkeypatch
     main()
     assert json.loads((tmp_path / "proj" / "bgeimg.lock").read_text())["models"]["BAAI/tiny-m3@main"]["commit"] == COMMIT
     assert f'io.bgeimg.model.revision="{COMMIT}"' in (tmp_path / "ctx" / "Dockerfile").read_text()
+
+
+def test_offline_build_from_the_cache_with_a_lock(hub, tmp_path, monkeypatch) -> None:
+    lock_path = tmp_path / "bgeimg.lock"
+    p = profiles.resolve("cpu-slim", sets=["model=hf://BAAI/tiny-m3@main"]).profile
+    context.prepare(p, tmp_path / "online", lock=models.Lock.load(lock_path))
+    hub.stop()  # nothing answers any more: what follows can only come from the local cache
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    ctx = context.prepare(p, tmp_path / "offline", lock=models.Lock.load(lock_path))
+    assert f'io.bgeimg.model.revision="{COMMIT}"' in ctx.rendered.dockerfile
+    assert (tmp_path / "offline" / "model" / "model.safetensors").read_bytes() == \
+        (tmp_path / "online" / "model" / "model.safetensors").read_bytes()
+    # offline without a lock, and offline with a lock but an empty cache: one line each, no network tried
+    with pytest.raises(ModelError, match=r"^HF_HUB_OFFLINE is set and bgeimg.lock does not pin BAAI/tiny-m3@main"):
+        models.fetch_hf(spec("hf://BAAI/tiny-m3@main"), tmp_path / "nolock")
+    pinned = models.Lock.load(lock_path).find(spec("hf://BAAI/tiny-m3@main"))
+    with pytest.raises(ModelError, match="the local Hugging Face cache lacks BAAI/tiny-m3's locked files"):
+        models.fetch_hf(spec("hf://BAAI/tiny-m3@main"), tmp_path / "empty", pinned=pinned,
+                        cache_dir=tmp_path / "empty-cache")

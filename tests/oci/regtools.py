@@ -1,5 +1,6 @@
-"""Helpers and fixtures of the registry client tests (from the push draft): our own `docker-registry serve` processes on free loopback ports (plain
-HTTP, or htpasswd behind TLS with a throwaway CA), and tiny synthetic images uploaded through the real API."""
+"""Helpers and fixtures of the registry client tests (from the push draft): our own `docker-registry serve`
+processes on free loopback ports (plain HTTP, or htpasswd behind TLS with a throwaway CA), and tiny synthetic
+images uploaded through the real API."""
 
 from __future__ import annotations
 

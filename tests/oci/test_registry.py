@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -129,6 +130,12 @@ def test_credential_helper(tmp_path, monkeypatch):
     cfg.write_text(json.dumps({"credHelpers": {"reg.example:5000": "absent"}}))
     with pytest.raises(RegistryAuthError, match="docker-credential-absent"):
         load_credentials("reg.example:5000", cfg)
+    # docker's order: credHelpers, then credsStore, then auths (the store wins over a stale file entry)
+    stale = base64.b64encode(b"old:stale-pw").decode()
+    cfg.write_text(json.dumps({"credsStore": "fake", "auths": {"reg.example:5000": {"auth": stale},
+                                                               "other.example": {"auth": stale}}}))
+    assert load_credentials("reg.example:5000", cfg) == Credentials("bob", "pw-from-helper")
+    assert load_credentials("other.example", cfg) == Credentials("old", "stale-pw")  # the store has none
 
 
 def test_stopped_registry_gives_clear_error_and_retries(own_registry):

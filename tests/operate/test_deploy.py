@@ -35,6 +35,10 @@ def test_kubernetes_manifests_validate_against_the_official_schemas(profile: str
     container = pod["containers"][0]
     assert deployment["spec"]["replicas"] == 3 and container["image"] == IMAGE
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    # the server drains for server.grace_seconds (20) after SIGTERM with /health at 503: one failed readiness
+    # probe takes the pod out, and the kubelet's SIGKILL comes only after the drain and uvicorn's last writes
+    assert container["readinessProbe"]["failureThreshold"] == 1
+    assert pod["terminationGracePeriodSeconds"] == 30
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["securityContext"]["runAsNonRoot"] is True and container["securityContext"]["runAsUser"] == 10001
     gpu = container["resources"]["limits"].get("nvidia.com/gpu")
@@ -64,6 +68,7 @@ def test_compose(profile: str) -> None:
     doc = yaml.safe_load(render("--target", "compose", "-p", profile, "--replicas", "4"))
     (name, service), = doc["services"].items()
     assert service["image"] == IMAGE and service["deploy"]["replicas"] == 4
+    assert service["stop_grace_period"] == "30s"  # not Docker's 10 s: the drain gets its 20 s
     devices = service["deploy"].get("resources", {}).get("reservations", {}).get("devices", [])
     assert (devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]) == (profile == "gpu")
 
@@ -104,3 +109,8 @@ def test_bad_deploy_input(args, message, capsys, monkeypatch) -> None:
 def test_allow_tag_accepts_a_tag() -> None:
     result = runner.invoke(app, ["deploy", "render", "--target", "compose", "--image", "bge:1.0", "--allow-tag"])
     assert result.exit_code == 0 and "image: bge:1.0" in result.stdout
+
+
+def test_termination_grace_follows_the_profiles_drain() -> None:
+    deployment = next(yaml.safe_load_all(render("--target", "k8s", "--set", "server.grace_seconds=50")))
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 60

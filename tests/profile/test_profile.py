@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,25 @@ def test_extends_inherits_and_overrides() -> None:
     assert ext.torch_index_url == cpu.torch_index_url == "https://download.pytorch.org/whl/cpu"
     assert cpu.model.source == "hf" and ext.model.source == "none" and ext.model.id == "BAAI/bge-m3"
     gpu = profiles.resolve("gpu").profile
-    assert gpu.name == "cuda-runtime" and gpu.python == "apt" and gpu.torch_index_url is None
+    assert gpu.name == "cuda-runtime" and gpu.python == "base" and gpu.torch_index_url is None
+    assert gpu.cuda == "13.0" and gpu.torch_index == "https://download.pytorch.org/whl/cu130"
+    assert cpu.cuda is None and cpu.torch_index == cpu.torch_index_url
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["cuda=12.4"], "--set cuda: cuda: '12.4' is not a CUDA flavour; choose one of 12.6, 12.8, 13.0"),
+    (["device=cpu"], "cuda: a CUDA flavour is for device: cuda images only"),
+    (["cuda=null"], "cuda: device cuda needs a CUDA flavour: set cuda: \"13.0\" (one of 12.6, 12.8, 13.0)"),
+])
+def test_cuda_flavour_is_checked(sets, message) -> None:
+    with pytest.raises(ProfileError, match=re.escape(message)):
+        profiles.resolve("gpu", sets=sets)
+
+
+def test_cuda_flavour_from_yaml_number_and_mirror_index() -> None:
+    gpu = profiles.resolve("gpu", sets=["cuda=12.8", "torch_index_url=https://mirror.example.com/whl/cu128"]).profile
+    assert gpu.cuda == "12.8"  # YAML read 12.8 as a number
+    assert gpu.torch_index == "https://mirror.example.com/whl/cu128"  # a mirror replaces PyTorch's index
 
 
 def test_set_overrides_scalars_lists_and_nested_model_fields() -> None:

@@ -1,5 +1,7 @@
-"""Registries of the push tests' own (Debian's docker-registry on free loopback ports: plain, htpasswd + TLS),
-a TCP proxy that can cut a registry off mid-push, and tiny amd64 + arm64 images built on the test bed."""
+"""Release tests. Push: registries of the push tests' own (Debian's docker-registry on free loopback ports: plain, htpasswd + TLS),
+a TCP proxy that can cut a registry off mid-push, and tiny amd64 + arm64 images built on the test bed.
+Sign and canary: cosign and nginx from the test bed (scripts/testbed.sh unpacks them into its cache), cosign key
+pairs; small multi-platform images put straight into the registry are in release_images.py."""
 
 from __future__ import annotations
 
@@ -87,6 +89,14 @@ def make_registry(tmp: Path, *, tls: bool = False, user: str | None = None, pass
 
     (tmp / "config.yml").write_text(yaml.safe_dump(config))
     return reg.start()
+
+
+@pytest.fixture(autouse=True)
+def layer_cache(tmp_path, monkeypatch) -> Path:
+    """Each test its own push layer cache (BGEIMG_CACHE_DIR), so what one test pushed never speeds up another."""
+    directory = tmp_path / "bgeimg-cache"
+    monkeypatch.setenv("BGEIMG_CACHE_DIR", str(directory))
+    return directory
 
 
 @pytest.fixture()
@@ -236,3 +246,33 @@ def tiny_image(docker_api):
             docker_api.remove_image(tag, force=True)
         except Exception:
             pass
+
+
+# ---- sign, canary
+
+@pytest.fixture
+def cosign_env(cosign, tmp_path, monkeypatch):
+    """cosign on BGEIMG_COSIGN, its home (TUF cache) inside the test's tmp dir, no key from the caller's env."""
+    monkeypatch.setenv("BGEIMG_COSIGN", cosign)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("COSIGN_KEY", raising=False)
+    monkeypatch.delenv("COSIGN_PASSWORD", raising=False)
+
+
+def make_keys(cosign: str, directory: Path, password: str) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run([cosign, "generate-key-pair"], cwd=directory, env={**os.environ, "COSIGN_PASSWORD": password},
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    return directory / "cosign.key", directory / "cosign.pub"
+
+
+@pytest.fixture(scope="session")
+def keys(cosign, tmp_path_factory):
+    """Two cosign key pairs: ours and someone else's."""
+    base = tmp_path_factory.mktemp("keys")
+    return {"ours": make_keys(cosign, base / "ours", "s3cret-pw"), "other": make_keys(cosign, base / "other", "x")}
+
+
+@pytest.fixture
+def repo() -> str:
+    return f"bgeimg-test/release-{uuid.uuid4().hex[:8]}"

@@ -24,6 +24,8 @@ def test_two_platforms_under_one_tag_as_an_index(docker_api, registry, tiny_imag
     digest, index = manifest(registry, repo, "1.2.3")
     assert digest == doc[0]["digest"]
     assert index["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+    # what was released, on the index (the image's own label says what it was built as)
+    assert index["annotations"]["org.opencontainers.image.version"] == "1.2.3"
     archs = {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]}
     assert set(archs) == {"amd64", "arm64"}
     for arch, child in archs.items():
@@ -58,7 +60,7 @@ def test_missing_platform_pushes_nothing(docker_api, registry, tiny_image) -> No
     result = bgeimg("push", image, "--registry", registry, "--platform", "linux/amd64,linux/arm64", "--tag", "x",
                     "--scheme", "commit", "--allow-dirty")
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"error: no local image of {image} for arm64 (build it first: bgeimg build "
+    assert result.stderr.strip() == (f"error: no local image of {image} for linux/arm64 (build it first: bgeimg build "
                                      f"--platform linux/amd64,linux/arm64 --tag {image})")
     assert not has_manifest(registry, image.split(":")[0], "x")
 
@@ -131,7 +133,7 @@ def test_registry_stopped_mid_push_leaves_no_tag_and_a_retry_completes(docker_ap
     (["--tag", "x"], "error: no registry to push to (pass --registry HOST[/NAMESPACE], set `registry:` in bgeimg.yaml, "
                      "or export BGE_REGISTRY_URL)"),
     (["--registry", "127.0.0.1:5000", "--scheme", "calver"], "error: unknown tag scheme 'calver' (choose from semver, "
-                                                             "commit, timestamp)"),
+                                                             "commit, timestamp, ref, edge, pr or none)"),
     (["--registry", "127.0.0.1:5000", "--version", "1.2"], "error: version '1.2' is not semver: it needs "
      "MAJOR.MINOR.PATCH, e.g. 1.4.2 (semver 2.0.0 rule 2: three dot-separated non-negative integers)"),
     (["--registry", "127.0.0.1:5000", "--tag", "bad tag"], "error: tag 'bad tag' is not valid (tags match "

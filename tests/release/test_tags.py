@@ -90,7 +90,8 @@ def test_several_schemes_prefix_suffix_and_latest_once() -> None:
     got = tags_for("1.4.2", GitFacts(commit=SHA), schemes=("semver", "commit", "timestamp"), prefix="cpu-",
                    suffix="-cuda12")
     assert got == ["cpu-1.4.2-cuda12", "cpu-1.4-cuda12", "cpu-1-cuda12", "cpu-sha-3f2a9c1-cuda12",
-                   "cpu-20261122-093005-cuda12", "cpu-latest-cuda12"]
+                   "cpu-20261122-093005-cuda12", "latest"]  # metadata-action: latest bare unless onlatest
+    assert tags_for("1.4.2", prefix="cpu-", on_latest=True)[-1] == "cpu-latest"
     assert tags_for(git=GitFacts(commit=SHA), schemes=("commit",), latest="never") == ["sha-3f2a9c1"]
     assert "latest" not in tags_for(git=GitFacts(commit=SHA), schemes=("commit",))  # auto needs a stable version
 
@@ -132,7 +133,7 @@ def test_every_semver_gives_valid_tags(major, minor, patch, pre, build, prefix, 
     version = f"{major}.{minor}.{patch}" + (f"-{'.'.join(pre)}" if pre else "") + (f"+{'.'.join(build)}" if build else "")
     result = compute_tags(TagPolicy(prefix=prefix, suffix=suffix, latest=latest), version=version)
     assert result.tags and all(TAG_RE.match(t) for t in result.tags)
-    assert (f"{prefix}latest{suffix}" in result.tags) == (latest == "always" or (latest == "auto" and not pre))
+    assert ("latest" in result.tags) == (latest == "always" or (latest == "auto" and not pre))
     assert len(result.tags) == len(set(result.tags))
 
 
@@ -155,3 +156,25 @@ def test_a_trailing_newline_is_not_a_valid_tag_or_repository() -> None:
         check_tag("latest\n")
     with pytest.raises(InvalidReference):
         check_repository("bge-m3\n")
+
+
+def test_ref_edge_and_pr_schemes_follow_metadata_action() -> None:
+    on_main = GitFacts(commit=SHA, branch="main")
+    assert tags_for(git=on_main, schemes=("ref", "edge", "pr")) == ["main", "edge"]
+    feature = GitFacts(commit=SHA, branch="feature/Fancy_x")
+    assert tags_for(git=feature, schemes=("ref", "edge")) == ["feature-Fancy_x"]
+    assert tags_for(git=GitFacts(commit=SHA, tag="v1.4.2", branch="main"), schemes=("ref",)) == ["v1.4.2"]
+    assert tags_for(git=GitFacts(commit=SHA, pr="42"), schemes=("pr",)) == ["pr-42"]
+    with pytest.raises(TagError, match="give no tag for this build"):
+        tags_for(git=GitFacts(commit=SHA), schemes=("pr",))
+    with pytest.raises(TagError, match="needs a branch or a tag"):
+        tags_for(git=GitFacts(commit=SHA), schemes=("ref",))
+
+
+def test_ci_ref_reads_github_and_gitlab() -> None:
+    from bgeimg.release.gitinfo import ci_ref
+
+    assert ci_ref({"GITHUB_REF": "refs/pull/7/merge"}) == (None, "7")
+    assert ci_ref({"GITHUB_REF": "refs/heads/release/2.x"}) == ("release/2.x", None)
+    assert ci_ref({"CI_COMMIT_BRANCH": "main", "CI_MERGE_REQUEST_IID": "12"}) == ("main", "12")
+    assert ci_ref({}) == (None, None)

@@ -1,4 +1,7 @@
-"""The one `Engine` interface every build backend implements, and the plain values it exchanges.
+"""The one `Backend` interface every build backend implements, and the plain values it exchanges.
+
+Words: the *engine* is the Docker daemon that runs builds and holds images; a *backend* is how bgeimg asks it
+to build (the Engine API, `docker build` with BuildKit, `docker buildx build`), chosen with `--engine`.
 
 Shaped like repo2docker's ContainerEngine: a backend has a `name`, says whether it is `available()`,
 `build()`s a context for one platform (or several, when it can) yielding `BuildEvent`s and raising a
@@ -44,6 +47,10 @@ class MissingWheel(BgeimgError):
     """pip found no distribution for a requirement (in the wheelhouse, or on the index)."""
 
 
+class RegistryRefused(OutsideError):
+    """The registry a build pushes to refused it, or could not be reached."""
+
+
 class PlatformError(BgeimgError):
     """A platform that is unknown, unsupported by the base image, or cannot run on this host."""
 
@@ -68,6 +75,11 @@ class BuildRequest:
     no_cache: bool = False
     push: bool = False
     dockerfile: str = "Dockerfile"
+    # buildx only (flags with buildx's meaning; None: buildx's default)
+    builder: str | None = None
+    provenance: str | None = None
+    sbom: str | None = None
+    source_date_epoch: int | None = None  # BuildKit rewrites layer timestamps to it (reproducible images)
 
 
 @dataclass
@@ -77,6 +89,7 @@ class Step:
     name: str
     cached: bool = False
     output: list[str] = field(default_factory=list)
+    failed: bool = False  # the builder said this step failed (BuildKit's `#N ERROR:`)
 
     @property
     def instruction(self) -> str:
@@ -88,7 +101,7 @@ class Step:
 class BuildEvent:
     """One thing that happened during a build: a new `step`, a line of `output`, or `done` with the image id."""
 
-    kind: Literal["step", "output", "cached", "done"]
+    kind: Literal["step", "output", "cached", "done", "note"]  # note: one line about how the build runs
     text: str = ""
     image_id: str | None = None
 
@@ -154,6 +167,8 @@ _NOT_FOUND_RE = re.compile(
     r"failed to resolve source metadata",
     re.I,
 )
+_PUSH_RE = re.compile(r"failed to push ([^\s:]+(?::[0-9]+)?/[^\s]+?):? (.*)$")
+_STEP_PLATFORM_RE = re.compile(r"^\[(linux/[a-z0-9]+(?:/v[0-9])?) ")
 _NO_MATCHING_PLATFORM_RE = re.compile(r"no match(ing manifest)? for platform|no matching manifest for ([\w/]+)", re.I)
 
 
@@ -167,7 +182,19 @@ def classify_failure(
     platform: str,
 ) -> BgeimgError:
     """The error a failed build should raise, from the builder's error text and the steps seen so far."""
-    failing = next((s for s in reversed(steps) if not s.cached), steps[-1] if steps else None)
+    failing = next((s for s in reversed(steps) if s.failed), None) or \
+        next((s for s in reversed(steps) if not s.cached), steps[-1] if steps else None)
+    pushed = _PUSH_RE.search(message)
+    if pushed:
+        ref, reason = pushed.groups()
+        return RegistryRefused(f"registry {ref.split('/', 1)[0]} refused the push of {ref}: "
+                               f"{one_line(reason.rsplit(': ', 1)[-1])}",
+                               f"check that it runs and accepts pushes (docker login {ref.split('/', 1)[0]} "
+                               "when it needs credentials)")
+    # A build of several platforms in one call: BuildKit names the failing one in the step (`[linux/arm64 ...]`).
+    on = _STEP_PLATFORM_RE.match(failing.name) if failing is not None and "," in platform else None
+    if on:
+        platform = on.group(1)
     lines = [ln for ln in (failing.output if failing else []) if ln.strip()]
     text = "\n".join([message, *lines])
 
@@ -231,7 +258,7 @@ class Capabilities:
     secrets: bool = False  # BuildKit secrets (--mount=type=secret)
 
 
-class Engine(ABC):
+class Backend(ABC):
     """A build backend. Subclasses fill `name`, `syntax` (which Dockerfile dialect it builds), `capabilities`,
     and `missing` (the one line and hint when `--engine NAME` is asked for but `available()` is false)."""
 
@@ -255,6 +282,21 @@ class Engine(ABC):
 
     def inspect_image(self, ref: str) -> ImageInfo:
         return inspect_image(api_client(), ref)
+
+    def plan(self, platforms: list[str], push: bool) -> tuple[list[list[str]], str | None]:
+        """The platforms of each build call, and a one-line note when the plan is not what was asked for.
+        One call carries several platforms only when the backend can build (and push) them together."""
+        if len(platforms) > 1 and self.capabilities.multi_platform and push:
+            return [platforms], None
+        return [[p] for p in platforms], None
+
+    def rewrites_timestamps(self) -> bool:
+        """Whether the builder can set every timestamp to SOURCE_DATE_EPOCH (BuildKit >= 0.13's rewrite-timestamp)."""
+        return False
+
+    def served_platforms(self) -> tuple[str, ...] | None:
+        """The platforms the builder says it serves; None when the local engine's qemu (binfmt) decides."""
+        return None
 
     def auto_reason(self) -> str:
         """Why `--engine auto` stopped at this backend (the ones before it in the order were unavailable)."""

@@ -6,17 +6,18 @@ so it builds one platform per call and loads the result into the daemon; `--iidf
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from bgeimg.build.backends import progress as plain
-from bgeimg.build.backends.base import BuildEvent, BuildRequest, Capabilities, Engine, StepLog
+from bgeimg.build.backends.base import Backend, BuildEvent, BuildRequest, Capabilities, StepLog
 from bgeimg.oci.docker import DOCKER_CLI, api_client
 
 
-class BuildKitEngine(Engine):
+class BuildKitEngine(Backend):
     name = "buildkit"
     syntax = "buildkit"
     capabilities = Capabilities(secrets=True)
@@ -33,7 +34,7 @@ class BuildKitEngine(Engine):
         """The client exists and its `build` knows `--secret` (only BuildKit-capable clients do)."""
         try:
             out = subprocess.run([self.docker, "build", "--help"], capture_output=True, text=True, timeout=20,
-                                 env={"DOCKER_BUILDKIT": "1", "PATH": "/usr/bin:/bin"})
+                                 env={**os.environ, "DOCKER_BUILDKIT": "1"})  # DOCKER_CONFIG: where plugins are
         except (OSError, subprocess.TimeoutExpired):
             return False
         if out.returncode != 0 or "--secret" not in out.stdout:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from bgeimg.build.backends.base import BuildError, BuildEvent, BuildRequest, Capabilities, Engine, StepLog
+from bgeimg.build.backends.base import Backend, BuildError, BuildEvent, BuildRequest, Capabilities, StepLog
 from bgeimg.oci.docker import api_client
 from bgeimg.oci.reference import split_tag
 
@@ -18,7 +18,7 @@ _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ID_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
 
 
-class DockerApiEngine(Engine):
+class DockerApiEngine(Backend):
     name = "engine"
     syntax = "classic"
     capabilities = Capabilities()

@@ -15,6 +15,7 @@ from bgeimg.build.backends.base import BuildError, BuildEvent, Step, StepLog
 
 _VERTEX_RE = re.compile(r"^#(\d+) (\[[^\]]+\] .*)$")
 _OUTPUT_RE = re.compile(r"^#(\d+) \d+(?:\.\d+)? (.*)$")
+_HINT_RE = re.compile(r"^(Learn more at |Switch to a different driver|View build details: )")
 _STATE_RE = re.compile(r"^#(\d+) (CACHED|DONE [\d.]+s|ERROR: .*)$")
 
 
@@ -45,6 +46,8 @@ class PlainProgress:
                 yield self.log.cached(step)
             elif state.startswith("ERROR: "):
                 self.errors.append(state[len("ERROR: "):])
+                if step is not None:
+                    step.failed = True
             return
         match = _OUTPUT_RE.match(line)
         if match:
@@ -55,6 +58,8 @@ class PlainProgress:
             return
         if line.startswith("#") or not line.strip() or line.startswith("------") or line.startswith(" > "):
             return
+        if _HINT_RE.match(line.strip()):
+            return  # buildx's advice lines after an ERROR ("Learn more at ..."): never the message itself
         # The client's final error ("failed to solve ...", "error: ..."), or a warning.
         self.errors.append(line.strip())
         self.log.tail = (self.log.tail + [line.strip()])[-12:]
@@ -78,7 +83,8 @@ def run(cmd: list[str], log: StepLog, *, env: dict[str, str] | None = None) -> I
             proc.stdout.close()
         rc = proc.wait()
     if rc != 0:
-        failed = next((s for s in reversed(log.steps) if not s.cached and s.output), log.current)
+        failed = next((s for s in reversed(log.steps) if s.failed), None) or \
+            next((s for s in reversed(log.steps) if not s.cached and s.output), log.current)
         raw = progress.errors[-1] if progress.errors else f"{cmd[0]} exited with code {rc}"
         where = f" at `{failed.name}`" if failed else ""
         last = " | ".join((failed.output if failed else log.tail)[-3:])

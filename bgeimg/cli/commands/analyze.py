@@ -12,7 +12,7 @@ from bgeimg.cli.output import emit_json, out
 
 def analyze(
     image: str = typer.Argument(..., help="Image: a local engine image, a `docker save` archive, an OCI layout "
-                                "directory, or registry:HOST/REPO:TAG (read without pulling)."),
+                                "directory, or registry:HOST/REPO:TAG (streamed, without pulling)."),
     other: Optional[str] = typer.Argument(None, help="A second image to compare against IMAGE."),
     platform: Optional[str] = typer.Option(None, "--platform", help="os/arch (optionally /variant) to pick from an index."),
     source: str = typer.Option("auto", "--source", help="auto, engine, archive, oci or registry."),
@@ -20,6 +20,14 @@ def analyze(
     max_size: Optional[str] = typer.Option(None, "--max-size", help="Fail (exit 1) above this size, e.g. 1.2GB."),
     max_wasted: Optional[str] = typer.Option(None, "--max-wasted", help="Fail (exit 1) above this waste, e.g. 10MB."),
     min_efficiency: Optional[str] = typer.Option(None, "--min-efficiency", help="Fail (exit 1) below, e.g. 0.98."),
+    max_user_wasted_percent: Optional[str] = typer.Option(
+        None, "--max-user-wasted-percent", help="Fail (exit 1) when wasted bytes are more than this share of the "
+        "bytes above the first layer (dive's userWastedPercent, with bgeimg's waste), e.g. 0.1 or 10%."),
+    ci_config: Optional[str] = typer.Option(None, "--ci-config", help="A dive rules file (lowestEfficiency, "
+                                            "highestWastedBytes, highestUserWastedPercent), evaluated as dive "
+                                            "does. Default: ./.dive-ci when present."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Read every layer, ignoring the layer cache "
+                                  "(~/.cache/bgeimg, or $BGEIMG_CACHE_DIR)."),
     advise: bool = typer.Option(False, "--advise", help="Find bloat inside the layers (caches, wheels, tests, "
                                 "headers, symbols, duplicate weights, unused packages) with a fix for each, and "
                                 "the image's floor."),
@@ -39,8 +47,9 @@ def analyze(
 
     analysis = run(AnalyzeRequest(
         image=image, other=other, platform=platform, source=source, max_size=max_size, max_wasted=max_wasted,
-        min_efficiency=min_efficiency, max_floor_ratio=max_floor_ratio, advise=advise, rehearse=rehearse,
-        rehearse_mounts=list(rehearse_mount or [])))
+        min_efficiency=min_efficiency, max_floor_ratio=max_floor_ratio,
+        max_user_wasted_percent=max_user_wasted_percent, ci_config=ci_config, advise=advise, rehearse=rehearse,
+        rehearse_mounts=list(rehearse_mount or []), cache=not no_cache))
     if json_out:
         emit_json(analysis)
     else:

@@ -10,8 +10,10 @@ import typer
 from rich.markup import escape
 
 from bgeimg.cli.commands.profiles import resolve_profile
-from bgeimg.cli.options import ConfigOpt, JsonOpt, ProfileOpt, ProfilesDirOpt, SetOpt
+from bgeimg.cli.options import ConfigOpt, JsonOpt, KeyOpt, ProfileOpt, ProfilesDirOpt, SetOpt
 from bgeimg.cli.output import emit_json, line, out, say
+from bgeimg.cli.progress import meter
+from bgeimg.oci.platform import parse_list
 
 
 def deploy_render(
@@ -25,19 +27,47 @@ def deploy_render(
     model_claim: Optional[str] = typer.Option(None, "--model-claim", help="external-model: PVC holding the weights."),
     backend: Optional[List[str]] = typer.Option(None, "--backend", help="nginx: host:port of a replica. Repeatable."),
     allow_tag: bool = typer.Option(False, "--allow-tag", help="Accept an image by tag (not traceable)."),
+    canary: Optional[str] = typer.Option(None, "--canary", help="k8s, nginx: a candidate REGISTRY/REPO@sha256:... "
+                                         "that takes --weight percent of the traffic."),
+    weight: float = typer.Option(10, "--weight", help="Percent of the traffic for the canary (0-100, 2 decimals)."),
+    split_key: str = typer.Option("client", "--split-key", help="nginx: what split_clients hashes: client (the "
+                                  "address) or header:NAME (falls back to the address)."),
+    gateway: Optional[str] = typer.Option(None, "--gateway", help="k8s canary: a Gateway API HTTPRoute on this "
+                                          "Gateway splits by weight."),
+    gateway_namespace: Optional[str] = typer.Option(None, "--gateway-namespace", help="The Gateway's namespace."),
+    canary_backend: Optional[List[str]] = typer.Option(None, "--canary-backend",
+                                                       help="nginx canary: host:port of a candidate replica. "
+                                                       "Repeatable."),
+    require_signature: bool = typer.Option(False, "--require-signature",
+                                           help="Refuse unless every image verifies against --key (cosign)."),
+    key: KeyOpt = None,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write files here instead of stdout."),
     profile: ProfileOpt = None,
     set_: SetOpt = None,
     config: ConfigOpt = None,
     profiles_dir: ProfilesDirOpt = None,
 ) -> None:
-    """Kubernetes Deployment + Service + HPA, a compose file, or an nginx least_conn upstream."""
+    """Kubernetes Deployment + Service + HPA, a compose file, or an nginx least_conn upstream; with --canary, a
+    stable and a candidate side by side."""
+    from bgeimg.operate import canary as canaries
     from bgeimg.operate import deploy
+    from bgeimg.release import sign
 
+    spec = sign.key_spec(key, private=False) if require_signature else None
     resolved = resolve_profile(profile, set_, config, profiles_dir)
-    files = deploy.render(target, resolved.profile, deploy.DeployOptions(
+    options = deploy.DeployOptions(
         image=image, replicas=replicas, name=name, namespace=namespace, allow_tag=allow_tag,
-        min_replicas=min_replicas, max_replicas=max_replicas, model_claim=model_claim, backends=tuple(backend or ())))
+        min_replicas=min_replicas, max_replicas=max_replicas, model_claim=model_claim, backends=tuple(backend or ()))
+    if canary:
+        plan = canaries.CanaryOptions(candidate=canary, weight=weight, split_key=split_key, gateway=gateway,
+                                      gateway_namespace=gateway_namespace, backends=tuple(canary_backend or ()))
+        files = canaries.render(target, resolved.profile, options, plan)
+    else:
+        canaries.refuse_without_canary(split_key, gateway, tuple(canary_backend or ()))
+        files = deploy.render(target, resolved.profile, options)
+    if spec is not None:  # after the input checks, before anything is written
+        for ref in [image, *([canary] if canary else [])]:
+            sign.verify_ref(ref, spec)
     if output is None:
         for text in files.values():
             sys.stdout.write(text)
@@ -50,11 +80,14 @@ def bundle_save(
     image: List[str] = typer.Argument(..., help="Images to carry (their -amd64/-arm64 siblings come along)."),
     output: Path = typer.Option(..., "--output", "-o", help="The bundle file, e.g. site.tar.zst."),
 ) -> None:
-    """Write one zstd-compressed file with the images and a manifest of sha256 checksums."""
+    """Write one zstd-compressed OCI layout of the images (a shared layer once) with sha256 checksums; `docker load`
+    and skopeo read it too."""
     from bgeimg.oci.docker import api_client
     from bgeimg.operate import bundle
 
-    for m in bundle.save(api_client(), list(image), output):
+    with meter() as bytes_meter:
+        members = bundle.save(api_client(), list(image), output, meter=bytes_meter)
+    for m in members:
         line(f"{', '.join(m.refs)}: {m.size} bytes, sha256 {m.sha256[:12]}")
     line(f"wrote {output} ({output.stat().st_size} bytes)")
 
@@ -67,7 +100,8 @@ def bundle_load(
     from bgeimg.oci.docker import api_client
     from bgeimg.operate import bundle
 
-    members = bundle.verify(path) if verify_only else bundle.load(api_client(), path)
+    with meter() as bytes_meter:
+        members = bundle.verify(path, bytes_meter) if verify_only else bundle.load(api_client(), path, bytes_meter)
     for m in members:
         line(f"{'verified' if verify_only else 'loaded'} {', '.join(m.refs)}")
 
@@ -89,7 +123,7 @@ def doctor(
     resolved = resolve_profile(profile, set_, config, profiles_dir)
     default = default_registry(resolved.config.registry if resolved.config else None)
     registries = list(registry or []) or ([default] if default else [])
-    checks = doctoring.run(resolved.profile, platforms=platform.split(",") if platform else None,
+    checks = doctoring.run(resolved.profile, platforms=parse_list(platform),
                            registries=registries)
     if json_out:
         emit_json(checks)

@@ -38,7 +38,7 @@ def settings_from_env() -> Settings:
         max_batch_size=int(env("BGE_MAX_BATCH_SIZE", "32")),
         max_batch_tokens=int(env("BGE_MAX_BATCH_TOKENS", "16384")),
         max_queue=int(env("BGE_MAX_QUEUE", "512")),
-        grace_seconds=float(env("BGE_GRACE_SECONDS", "25")),
+        grace_seconds=float(env("BGE_GRACE_SECONDS", "20")),
         max_length=int(max_length) if max_length else None,
         max_inputs=int(env("BGE_MAX_INPUTS", "256")),
         threads=int(threads) if threads else None,
@@ -189,6 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ApiError(413, str(exc)) from None
         except LookupError as exc:
             raise ApiError(400, str(exc), "Backend") from None
+        except Exception as exc:  # the runtime failed on this batch (out of memory...): JSON, not a bare 500
+            raise ApiError(500, f"{type(exc).__name__}: {exc}", "Backend") from None
 
     @app.exception_handler(ClientGone)
     async def _gone(_: Request, exc: ClientGone) -> Response:

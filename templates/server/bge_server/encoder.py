@@ -46,7 +46,7 @@ class Settings:
     max_batch_size: int = 32  # texts per forward pass
     max_batch_tokens: int = 16384  # padded tokens (texts x longest) per forward pass
     max_queue: int = 512  # texts waiting for a forward pass; more answers 429
-    grace_seconds: float = 25.0  # after SIGTERM, time to finish queued work
+    grace_seconds: float = 20.0  # after SIGTERM, time to finish queued work
     max_length: int | None = None
     max_inputs: int = 256  # texts per request
     threads: int | None = None  # intra-op threads; None: the container's CPU quota

@@ -53,7 +53,8 @@ def main(argv: list[str]) -> int:
                             port=int(os.environ.get("BGE_PORT", "8000")), workers=workers, access_log=False,
                             timeout_graceful_shutdown=5)  # after the drain: responses still being written
     if workers > 1:
-        uvicorn.supervisors.multiprocess.Server = DrainingServer  # each worker process drains on its own
+        # The workers are spawned processes running uvicorn's own Server: on SIGTERM each stops listening and
+        # finishes the requests it holds, without the 503 phase (docs/server.md).
         sock = config.bind_socket()
         uvicorn.supervisors.multiprocess.Multiprocess(config, sockets=[sock]).run()
         return 0

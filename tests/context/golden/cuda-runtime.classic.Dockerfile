@@ -2,17 +2,18 @@
 # Re-render instead of editing: bgeimg render --profile cuda-runtime -o DIR
 
 # ---- builder: a virtualenv with the pinned requirements, trimmed before it is copied ----
-FROM nvidia/cuda:12.4.1-runtime-ubuntu22.04 AS builder
+FROM python:3.11-slim AS builder
+# binutils' strip for slim.strip_symbols; the builder stage only, nothing of it reaches the runtime image.
 # hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv binutils \
- && rm -rf /var/lib/apt/lists/*
+RUN command -v strip >/dev/null || { apt-get update \
+ && apt-get install -y --no-install-recommends binutils \
+ && rm -rf /var/lib/apt/lists/*; }
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY requirements.txt /tmp/build/requirements.txt
-RUN pip install --no-cache-dir -r /tmp/build/requirements.txt
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cu130 -r /tmp/build/requirements.txt
 RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec rm -rf {} + \
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/include \
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/test \
@@ -20,6 +21,8 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/bin/test_* \
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/bin/protoc* \
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/lib/lib*_test.so \
+ && rm -rf /opt/venv/lib/python3*/site-packages/nvidia/*/lib/*.a \
+ && rm -rf /opt/venv/lib/python3*/site-packages/triton/backends/nvidia/lib/*/*.a \
  && pip uninstall --yes --quiet networkx typer rich pygments markdown-it-py mdurl shellingham fsspec \
  && pip uninstall --yes --quiet pip setuptools \
  && find /opt/venv -type f -name '*.so*' -not -path '*.libs/*' -exec sh -c 'for f; do if readelf -S "$f" 2>/dev/null | grep -q "[.]symtab"; then strip --strip-unneeded "$f"; fi; done' sh {} + \
@@ -27,17 +30,14 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
  && SOURCE_DATE_EPOCH=0 python -m compileall -q -j 0 --invalidation-mode unchecked-hash -x '/testing/_internal/' /opt/venv/lib
 
 # ---- runtime: a slim base, the venv, the weights, the app ----
-FROM nvidia/cuda:12.4.1-runtime-ubuntu22.04 AS runtime
-# Distribution packages follow the base image's release; pin the base by digest instead (README: hadolint).
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin bge \
+FROM python:3.11-slim AS runtime
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin bge \
  && mkdir -p /opt/model \
  && chown 10001:10001 /opt/model
 COPY --from=builder /opt/venv /opt/venv
 # After the venv: a new model id or revision in ENV must not invalidate the copied dependencies.
+# BGE_MAX_BATCH_TOKENS is a count of tokens, not a secret (hadolint matches the word).
+# hadolint ignore=DL3064
 ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     PYTHONUNBUFFERED="1" \
     PYTHONDONTWRITEBYTECODE="1" \
@@ -52,9 +52,16 @@ ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
     BGE_PORT="8000" \
     BGE_WORKERS="1" \
     BGE_MAX_BATCH_SIZE="32" \
+    BGE_MAX_BATCH_TOKENS="16384" \
+    BGE_MAX_QUEUE="512" \
+    BGE_GRACE_SECONDS="20" \
     HF_HUB_DISABLE_TELEMETRY="1" \
+    BGE_CUDA_VERSION="13.0" \
+    BGE_MIN_DRIVER="580.65.06" \
+    NVIDIA_DRIVER_CAPABILITIES="compute,utility" \
     HF_HUB_OFFLINE="1" \
-    TRANSFORMERS_NO_TF="1"
+    TRANSFORMERS_NO_TF="1" \
+    OMP_WAIT_POLICY="PASSIVE"
 # The weights get a layer of their own: a new model revision rebuilds this layer and the ones after it only.
 COPY model/ /opt/model/
 WORKDIR /opt/app
@@ -66,7 +73,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
   CMD ["/opt/venv/bin/python", "/opt/app/healthcheck.py"]
 LABEL org.opencontainers.image.title="bge-cuda-runtime" \
-      org.opencontainers.image.description="CUDA runtime base for NVIDIA GPUs (FP16), model weights baked into their own layer" \
+      org.opencontainers.image.description="NVIDIA GPUs (FP16), CUDA from the torch wheels only, model weights baked into their own layer" \
       io.bgeimg.version="0.1.0" \
       io.bgeimg.profile="cuda-runtime" \
       io.bgeimg.device="cuda" \
@@ -75,5 +82,7 @@ LABEL org.opencontainers.image.title="bge-cuda-runtime" \
       io.bgeimg.model.id="BAAI/bge-m3" \
       io.bgeimg.model.revision="main" \
       io.bgeimg.model.task="embed" \
-      io.bgeimg.slim.bytecode="compile"
+      io.bgeimg.slim.bytecode="compile" \
+      io.bgeimg.cuda.version="13.0" \
+      io.bgeimg.cuda.min_driver="580.65.06"
 ENTRYPOINT ["/usr/local/bin/bgeimg-entrypoint"]

@@ -1,0 +1,30 @@
+"""Byte streams of blobs: an iterator of chunks (docker-py's streamed `docker save`, a registry blob) as a
+file object that tarfile, gzip and zstd can read."""
+
+from __future__ import annotations
+
+import io
+
+CHUNK = 1 << 20
+
+
+class ChunkStream(io.RawIOBase):
+    """A file object over an iterator of byte chunks; wrap it in io.BufferedReader for peek()."""
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not len(self._buf):
+            try:
+                self._buf = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
