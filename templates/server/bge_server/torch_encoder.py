@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 # Before torch loads libgomp: OpenMP's default spin-waiting makes each forward pass fight the event loop (and any
-# neighbour) for the cores; measured on a busy 2-core host, one MiniLM pass took 0.5-1.5 s spinning, 12 ms passive.
+# neighbour) for the cores (docs/server.md, bench/serving.py: today's server against the same with this set).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
