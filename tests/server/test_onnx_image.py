@@ -1,7 +1,7 @@
 """End to end (slow): the ONNX runtime's images, built with `bgeimg.build` from wheelhouses on the test bed's
 engine with the real MiniLM weights. onnx-cpu exports them in its builder stage; onnx-external serves the ONNX
 form `bgeimg export` made on the host (mounted), refuses a torch-only mount and a corrupted graph with one line
-and exit 1, and its arm64 build answers under qemu like the amd64 one."""
+and exit 1; its arm64 build answers like the amd64 one (skipped here: onnxruntime crashes under qemu)."""
 
 from __future__ import annotations
 
@@ -130,6 +130,9 @@ def test_onnx_external_serves_a_mounted_onnx_form_and_refuses_what_it_cannot_ser
         docker_client.images.remove(tag, force=True)
 
 
+@pytest.mark.skip(reason="`import onnxruntime` (1.32.0, aarch64 wheel) segfaults under qemu-aarch64 on this test bed "
+                         "(numpy and tokenizers import fine), so the builder's compile step and the server both crash "
+                         "there; needs a native arm64 runner")
 def test_onnx_external_arm64_under_qemu_answers_like_amd64(docker_client, onnx_form, wheelhouse_factory,
                                                           hold) -> None:
     answers = {}
