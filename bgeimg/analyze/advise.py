@@ -323,8 +323,12 @@ def _unused_packages(report: ImageReport, claims: _Claims, imports: _Imports) ->
             unstarted.append(d)
     # a bgeimg image without baked weights downloads them on start when none are mounted: a path a rehearsal
     # with the weights mounted does not take, and the hub's download client is all it adds
+    # (and the image may name more: the ONNX runtime's hub client is imported by the download alone)
     downloads = report.labels.get("io.bgeimg.model.source") == "none"
-    kept = [d for d in unstarted if downloads and d["name"].lower().replace("-", "_") in DOWNLOAD_CLIENTS]
+    declared = {n.strip().lower().replace("-", "_")
+                for n in report.labels.get("io.bgeimg.slim.download_packages", "").split(",") if n.strip()}
+    kept = [d for d in unstarted
+            if downloads and d["name"].lower().replace("-", "_") in DOWNLOAD_CLIENTS | declared]
     out = []
     for kind, title, dists, proof in (
             ("unused-packages", "packages the server never imports", unused, ""),

@@ -13,7 +13,7 @@ import traceback
 import typer
 
 from bgeimg import __version__
-from bgeimg.cli.commands import analyze, build, operate, profiles, release
+from bgeimg.cli.commands import analyze, build, export, operate, profiles, release
 from bgeimg.cli.output import error, line, set_verbosity
 from bgeimg.errors import BgeimgError, Terminated, redact
 
@@ -37,6 +37,7 @@ profiles_app.command("schema")(profiles.profiles_schema)
 app.command("render")(profiles.render)
 app.command("build")(build.build)
 app.command("wheelhouse")(profiles.wheelhouse)
+app.command("export")(export.export)
 app.command("analyze")(analyze.analyze)
 app.command("push")(release.push)
 app.command("promote")(release.promote)

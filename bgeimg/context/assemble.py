@@ -41,7 +41,7 @@ def prepare(
     rendered = rendering.render(profile, options)  # template errors surface before any download
     directory.mkdir(parents=True, exist_ok=True)
     model_files = models.materialize(profile.model, directory / "model", lock=lock,
-                                     endpoint=profile.mirrors.hf_endpoint)
+                                     endpoint=profile.mirrors.hf_endpoint, onnx=profile.runtime == "onnx")
     if not model_files:
         shutil.rmtree(directory / "model", ignore_errors=True)
     elif model_files.revision != profile.model.revision:

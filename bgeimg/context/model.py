@@ -36,9 +36,15 @@ class ModelFiles:
         return sum(self.sizes.values())
 
 
-def wanted(relpaths: list[str]) -> list[str]:
-    """The files the runtime loads: safetensors over a duplicate pytorch .bin, no other-runtime exports."""
-    keep = [p for p in relpaths if not any(fnmatch.fnmatch(p, pat) for pat in SKIP_PATTERNS)]
+# The ONNX runtime's export stage uses a repository's own graph when it fits (other onnx/ variants stay behind).
+ONNX_GRAPH = ["onnx/model.onnx", "onnx/model.onnx_data", "onnx/tokenizer.json"]
+
+
+def wanted(relpaths: list[str], *, onnx: bool = False) -> list[str]:
+    """The files the runtime loads: safetensors over a duplicate pytorch .bin, no other-runtime exports (with
+    `onnx`, the repository's onnx/model.onnx too)."""
+    keep = [p for p in relpaths if (onnx and p in ONNX_GRAPH)
+            or not any(fnmatch.fnmatch(p, pat) for pat in SKIP_PATTERNS)]
     has_safetensors = any(p.endswith(".safetensors") for p in keep)
     if has_safetensors:
         keep = [p for p in keep if not fnmatch.fnmatch(p.rsplit("/", 1)[-1], "pytorch_model*.bin")]
@@ -53,7 +59,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def copy_local(spec: ModelSpec, dest: Path) -> ModelFiles:
+def copy_local(spec: ModelSpec, dest: Path, *, onnx: bool = False) -> ModelFiles:
     """Copy the needed files of a local model directory into `dest`."""
     src = Path(spec.path or "")
     if not src.is_dir():
@@ -62,7 +68,7 @@ def copy_local(spec: ModelSpec, dest: Path) -> ModelFiles:
         raise ModelError(f"model path {src} has no config.json", "give the directory that holds the model's files")
     rel = [p.relative_to(src).as_posix() for p in sorted(src.rglob("*")) if p.is_file()]
     result = ModelFiles(source="path", model_id=spec.id, revision=spec.revision)
-    for name in wanted(rel):
+    for name in wanted(rel, onnx=onnx):
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         _link_or_copy(src / name, target)  # same inode/mtime: BuildKit does not resend unchanged weights
@@ -97,7 +103,7 @@ def _hf_error(spec: ModelSpec, endpoint: str, exc: Exception, offline: bool = Fa
 
 
 def fetch_hf(spec: ModelSpec, dest: Path, *, endpoint: str | None = None, token: str | None = None,
-             pinned: LockedModel | None = None, cache_dir: Path | None = None) -> ModelFiles:
+             pinned: LockedModel | None = None, cache_dir: Path | None = None, onnx: bool = False) -> ModelFiles:
     """Resolve the revision to a commit sha and download the files the runtime needs into `dest`.
 
     With `pinned` (from bgeimg.lock) the locked commit is used instead of resolving the branch again, and every
@@ -119,7 +125,7 @@ def fetch_hf(spec: ModelSpec, dest: Path, *, endpoint: str | None = None, token:
         else:
             info = HfApi(endpoint=endpoint, token=token).model_info(spec.id, revision=spec.revision, token=token)
             commit = info.sha or spec.revision
-            names = wanted([s.rfilename for s in info.siblings or []])
+            names = wanted([s.rfilename for s in info.siblings or []], onnx=onnx)
         if not any(n == "config.json" for n in names):
             raise ModelError(f"{spec.id}@{commit} has no config.json", "is this a transformers model repository?")
         # snapshot_download: parallel, resumable, only these files, verified into the shared cache.
@@ -154,20 +160,28 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def materialize(spec: ModelSpec, dest: Path, *, lock: Lock | None = None, endpoint: str | None = None,
-                token: str | None = None) -> ModelFiles | None:
+                token: str | None = None, onnx: bool = False) -> ModelFiles | None:
     """Fill `dest` (the context's model/ directory) from the spec; None when the image carries no weights.
 
-    With a lock, an hf:// model uses its locked commit and is verified file by file; a new model is added to it."""
+    With a lock, an hf:// model uses its locked commit and is verified file by file; a new model is added to it.
+    With `onnx` (runtime onnx) the repository's onnx/ graph comes too, and a model the builder's export cannot
+    handle is refused here, before the build."""
+    from bgeimg.context.onnx import check_exportable
+
     if spec.source == "none":
         return None
+    if onnx and spec.source == "path" and Path(spec.path or "").is_dir():
+        check_exportable(Path(spec.path or ""))
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     if spec.source == "path":
-        files = copy_local(spec, dest)
+        files = copy_local(spec, dest, onnx=onnx)
     else:
         pinned = lock.find(spec) if lock else None
-        files = fetch_hf(spec, dest, endpoint=endpoint, token=token, pinned=pinned)
+        files = fetch_hf(spec, dest, endpoint=endpoint, token=token, pinned=pinned, onnx=onnx)
+        if onnx:
+            check_exportable(dest)
     if lock is not None:
         lock.record(spec, files)
     return files

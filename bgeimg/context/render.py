@@ -25,6 +25,7 @@ LABEL_PREFIX = "io.bgeimg"
 MODEL_DIR_BAKED = "/opt/model"
 MODEL_DIR_MOUNTED = "/models"
 TEMPLATE = "Dockerfile.j2"
+EXPORT_SCRIPT = "export_onnx.py"  # the builder-stage ONNX export, also run on the host by `bgeimg export`
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,9 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         slim.append(f"find {site} -depth -type d -name tests -exec rm -rf {{}} +")
     for path in profile.slim.prune:
         slim.append(f"rm -rf {site}/{path}")
-    if profile.slim.remove_packages:
-        slim.append("pip uninstall --yes --quiet " + " ".join(profile.slim.remove_packages))
+    removed = [*profile.slim.remove_packages, *(profile.slim.download_packages if baked else [])]
+    if removed:
+        slim.append("pip uninstall --yes --quiet " + " ".join(removed))
     if profile.slim.remove_pip:
         slim.append("pip uninstall --yes --quiet pip setuptools")
     if profile.slim.strip_symbols:
@@ -179,6 +181,7 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         "BGE_MODEL_ID": model.id or "",
         "BGE_MODEL_REVISION": model.revision,
         "BGE_TASK": model.task,
+        "BGE_RUNTIME": profile.runtime,
         "BGE_DEVICE": profile.device,
         "BGE_PORT": str(profile.server.port),
         "BGE_WORKERS": str(profile.server.workers),
@@ -207,6 +210,7 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         f"{LABEL_PREFIX}.version": __version__,
         f"{LABEL_PREFIX}.profile": profile.name,
         f"{LABEL_PREFIX}.device": profile.device,
+        f"{LABEL_PREFIX}.runtime": profile.runtime,
         f"{LABEL_PREFIX}.model.source": model.source,
         f"{LABEL_PREFIX}.model.id": model.id or "",
         f"{LABEL_PREFIX}.model.revision": model.revision,
@@ -214,6 +218,10 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         # analyze --advise reads this: missing bytecode is a choice, not an oversight
         f"{LABEL_PREFIX}.slim.bytecode": profile.slim.bytecode,
     }
+    if profile.runtime == "onnx":
+        labels[f"{LABEL_PREFIX}.onnx.quantize"] = profile.slim.quantize
+    if not baked and profile.slim.download_packages:  # kept for the download on start: analyze --advise reads it
+        labels[f"{LABEL_PREFIX}.slim.download_packages"] = ",".join(profile.slim.download_packages)
     if flavour:  # for doctor, deploy render and whoever runs the image: the CUDA it needs, the driver floor
         labels[f"{LABEL_PREFIX}.cuda.version"] = flavour.version
         labels[f"{LABEL_PREFIX}.cuda.min_driver"] = flavour.min_driver
@@ -236,6 +244,9 @@ def template_values(profile: Profile, options: RenderOptions) -> dict[str, objec
         "strip_symbols": profile.slim.strip_symbols,
         "runtime_env": [_quoted(k, v) for k, v in env.items()],
         "model_baked": baked,
+        # runtime onnx with baked weights: a builder stage with torch exports the checkpoint to ONNX
+        "export_stage": baked and profile.runtime == "onnx",
+        "export_args": f"--task {model.task} --quantize {profile.slim.quantize}",
         "model_dir": model_dir,
         "user": profile.user.name,
         "uid": profile.user.uid,
@@ -283,6 +294,9 @@ def render(profile: Profile, options: RenderOptions = RenderOptions()) -> Render
     ctx.files["entrypoint.sh"] = (templates / "entrypoint.sh").read_bytes()
     if profile.slim.bytecode == "imported":
         ctx.files["compile_imported.py"] = (templates / "compile_imported.py").read_bytes()
+    if profile.runtime == "onnx" and profile.model.source != "none":
+        ctx.files[EXPORT_SCRIPT] = (templates / EXPORT_SCRIPT).read_bytes()
+        ctx.files["export-requirements.txt"] = "".join(f"{r}\n" for r in profile.export_requirements).encode()
     ctx.files["requirements.txt"] = "".join(f"{r}\n" for r in profile.requirements).encode()
     if profile.app_dir:
         app = Path(profile.app_dir)
@@ -298,6 +312,7 @@ def render(profile: Profile, options: RenderOptions = RenderOptions()) -> Render
 
 def clean_output_dir(directory: Path) -> None:
     """Remove a previous render's files so a re-render leaves no stale ones behind."""
-    for name in ("Dockerfile", ".dockerignore", "entrypoint.sh", "requirements.txt", "compile_imported.py"):
+    for name in ("Dockerfile", ".dockerignore", "entrypoint.sh", "requirements.txt", "compile_imported.py",
+                 EXPORT_SCRIPT, "export-requirements.txt"):
         (directory / name).unlink(missing_ok=True)
     shutil.rmtree(directory / "server", ignore_errors=True)

@@ -311,6 +311,9 @@ def resolve(
         dirs.append(Path(config.profiles_dir))
     chosen = name or config.profile
     layers = _chain(chosen, search_dirs(dirs))
+    runtime = _runtime_layer(layers, config, sets)
+    if runtime is not None:
+        layers.append(runtime)
     if config.overrides:
         layers.append(Layer(str(config.path or CONFIG_FILE), config.overrides))
     if sets:
@@ -327,6 +330,22 @@ def resolve(
     except TypeError as exc:  # a non-mapping where a mapping belongs
         raise ProfileError(f"{layers[-1].source}: {exc}") from None
     return Resolved(profile=profile, chain=[layer.source for layer in layers], config=config)
+
+
+RUNTIME_DEFAULTS = {"onnx": "_onnx"}  # runtime -> the shared file its defaults live in
+
+
+def _runtime_layer(chain: list[Layer], config: ProjectConfig, sets: list[str] | None) -> Layer | None:
+    """The runtime's own defaults (requirements, export stage, slimming) for a profile whose runtime is not the
+    torch stack _base.yaml describes: applied over the profile chain, under the project config and --set, so
+    `--set runtime=onnx` switches any profile and a user's own keys still win."""
+    layers = [*chain, Layer("config", config.overrides), parse_set(sets or [])]
+    runtime = _merge(layers)[0].get("runtime", "torch")
+    name = RUNTIME_DEFAULTS.get(runtime) if isinstance(runtime, str) else None
+    if name is None:
+        return None
+    path = resources.profiles_dir() / f"{name}.yaml"
+    return Layer(str(path), _read_yaml(path))
 
 
 def to_yaml(profile: Profile) -> str:

@@ -185,6 +185,10 @@ class Slim(_Strict):
     prune: list[str] = Field(default_factory=list)  # globs relative to site-packages, e.g. torch/include
     # drop the symbol tables of shared libraries (strip --strip-unneeded; the dynamic symbols stay)
     strip_symbols: bool = False
+    # what only the entrypoint's download on start uses (the hub client): removed too when the weights are baked
+    download_packages: list[str] = Field(default_factory=list)
+    # runtime onnx: dynamic int8 weights (onnxruntime's quantizer) or the exported fp32 graph (docs/slimming.md)
+    quantize: Literal["none", "int8"] = "none"
 
     @field_validator("warm_imports")
     @classmethod
@@ -196,7 +200,7 @@ class Slim(_Strict):
     def _archs(cls, v: list[str]) -> list[str]:
         return [_check(a, _ARCH_RE, "model type as in config.json (e.g. bert, xlm-roberta)") for a in v]
 
-    @field_validator("remove_packages")
+    @field_validator("remove_packages", "download_packages")
     @classmethod
     def _dists(cls, v: list[str]) -> list[str]:
         return [_check(d, _DIST_RE, "distribution name as pip knows it (e.g. networkx)") for d in v]
@@ -225,7 +229,11 @@ class Profile(_Strict):
     # the CUDA flavour (cuda.py) of a device: cuda image: picks the torch wheel index and the driver floor
     cuda: str | None = Field(None, validate_default=True)
     platforms: list[str] = Field(default_factory=lambda: ["linux/amd64"])
+    # torch: transformers + torch serve the checkpoint; onnx: onnxruntime serves its ONNX form, made in the
+    # builder stage (export_requirements live there only). `runtime: onnx` applies profiles/_onnx.yaml.
+    runtime: Literal["torch", "onnx"] = "torch"
     requirements: list[str]
+    export_requirements: list[str] = Field(default_factory=list)
     torch_index_url: str | None = None
     model: ModelSpec = Field(default_factory=ModelSpec)
     server: Server = Field(default_factory=Server)
@@ -284,7 +292,7 @@ class Profile(_Strict):
             _check(p, PLATFORM_RE, "platform (linux/amd64, linux/arm64, linux/arm/v7, linux/ppc64le, linux/s390x)")
         return v
 
-    @field_validator("requirements")
+    @field_validator("requirements", "export_requirements")
     @classmethod
     def _requirements(cls, v: list[str]) -> list[str]:
         for line in v:
@@ -322,6 +330,12 @@ class Profile(_Strict):
     @classmethod
     def _text(cls, v: str | None) -> str | None:
         return None if v is None else _check(v, _SAFE_TEXT_RE, "text (no quotes, '$', backslash or control characters)")
+
+    @model_validator(mode="after")
+    def _runtime_fits(self) -> Profile:
+        if self.runtime == "onnx" and self.device != "cpu":
+            raise ValueError("runtime onnx serves on the CPU only; use runtime: torch for device cuda")
+        return self
 
     @property
     def torch_index(self) -> str | None:

@@ -67,7 +67,7 @@ CASES = {
         {"profiles/mine.yaml": "extends: gpu-fast\n"},
         ["render", "--profile", "mine", "--profiles-dir", "profiles"],
         "error: unknown profile 'gpu-fast' (extended by 'mine') (choose one of: cpu-slim, cuda-runtime, "
-        "external-model, gpu, mine)",
+        "external-model, gpu, mine, onnx-cpu, onnx-external)",
     ),
     "extends loop": (
         {"profiles/a.yaml": "extends: b\n", "profiles/b.yaml": "extends: a\n"},

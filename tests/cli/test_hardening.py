@@ -87,7 +87,7 @@ CASES = {
                                       "commit (git tag v1.4.2), or --scheme none to push only the --tag values)"),
     "emoji codes in a name stay as typed": ({}, ["render", "-p", ":smile:"], 2,
                                             "error: unknown profile ':smile:' (choose one of: cpu-slim, "
-                                            "cuda-runtime, external-model, gpu)"),
+                                            "cuda-runtime, external-model, gpu, onnx-cpu, onnx-external)"),
 }
 
 

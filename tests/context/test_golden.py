@@ -13,7 +13,7 @@ from bgeimg import profile as profiles
 from bgeimg.context.render import RenderOptions, render_dockerfile
 
 GOLDEN = Path(__file__).parent / "golden"
-SHIPPED = ["cpu-slim", "cuda-runtime", "external-model"]
+SHIPPED = ["cpu-slim", "cuda-runtime", "external-model", "onnx-cpu", "onnx-external"]
 CASES = [(p, b) for p in SHIPPED for b in ("classic", "buildkit")]
 OTHER_CUDA = ["12.6", "12.8"]  # the gpu profile ships 13.0 (cuda-runtime.*.Dockerfile); one CUDA per image
 

@@ -21,7 +21,7 @@ def hadolint_bin() -> str:
 
 
 @pytest.mark.parametrize("backend", ["classic", "buildkit"])
-@pytest.mark.parametrize("name", ["cpu-slim", "cuda-runtime", "external-model"])
+@pytest.mark.parametrize("name", ["cpu-slim", "cuda-runtime", "external-model", "onnx-cpu", "onnx-external"])
 @pytest.mark.parametrize("extra", [(), ("mirrors.pip_index_url=https://pypi.mirror.local/simple", "slim.remove_pip=true",
                                         "slim.prune=[torch/include,torch/bin]", "apt_packages=[libgomp1]")])
 def test_hadolint_is_clean(name: str, backend: str, extra: tuple[str, ...]) -> None:

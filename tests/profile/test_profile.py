@@ -20,7 +20,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_shipped_profiles_are_listed_with_aliases() -> None:
     rows = {name: aliases for name, aliases, _, _ in profiles.list_profiles(profiles.search_dirs())}
-    assert set(rows) == {"cpu-slim", "cuda-runtime", "external-model"}
+    assert set(rows) == {"cpu-slim", "cuda-runtime", "external-model", "onnx-cpu", "onnx-external"}
     assert rows["cuda-runtime"] == ["gpu"]
 
 

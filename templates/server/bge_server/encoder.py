@@ -8,12 +8,19 @@ ONE batch per call and hold no lock: the batcher (batcher.py) calls them from a 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 RUNTIMES = ("torch", "onnx")
+
+
+class ModelUnusable(RuntimeError):
+    """The model files cannot be served (no ONNX form, a corrupted graph): waiting or retrying cannot help, so
+    the Loader stops the process with this one line and exit status 1 instead of answering /health with 503."""
 
 
 class InputTooLong(ValueError):
@@ -122,6 +129,9 @@ class Loader:
     def _load(self) -> None:
         try:
             self.encoder = load_encoder(self.settings)
+        except ModelUnusable as exc:
+            print(f"bgeimg: {exc}", file=sys.stderr, flush=True)
+            os._exit(1)  # from the loader thread: the whole server stops, the orchestrator sees exit 1
         except Exception as exc:  # reported by /health and the log, the server keeps answering
             self.error = f"{type(exc).__name__}: {exc}"
             print(f"bge-server: model failed to load from {self.settings.model_dir}: {self.error}", flush=True)

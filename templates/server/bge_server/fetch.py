@@ -11,6 +11,8 @@ import sys
 # The files the server loads; the same rule bgeimg applies on the host (safetensors over .bin, no other runtimes).
 IGNORE = ["onnx/*", "openvino/*", "*.onnx", "*.onnx_data", "*.md", "*.png", "*.jpg", "*.h5", "*.msgpack", "*.ot",
           "tf_model*", "flax_model*", "rust_model*", "imgs/*", ".gitattributes"]
+# The ONNX runtime takes a repository's own ONNX form: its onnx/ graph and the tokenizer and pooling files.
+ONNX_FILES = ["onnx/model.onnx", "onnx/model.onnx_data", "onnx/tokenizer.json", "*.json", "*/config.json"]
 
 
 def main() -> int:
@@ -28,8 +30,13 @@ def main() -> int:
         ignore = list(IGNORE)
         if any(f.endswith(".safetensors") for f in files):
             ignore.append("pytorch_model*.bin")
-        print(f"bgeimg: downloading {model_id}@{revision} into {model_dir}", file=sys.stderr, flush=True)
-        snapshot_download(model_id, revision=revision, local_dir=model_dir, ignore_patterns=ignore)
+        onnx = os.environ.get("BGE_RUNTIME", "torch") == "onnx"
+        print(f"bgeimg: downloading {model_id}@{revision}{' (its ONNX form)' if onnx else ''} into {model_dir}",
+              file=sys.stderr, flush=True)
+        if onnx:
+            snapshot_download(model_id, revision=revision, local_dir=model_dir, allow_patterns=ONNX_FILES)
+        else:
+            snapshot_download(model_id, revision=revision, local_dir=model_dir, ignore_patterns=ignore)
     except Exception as exc:  # one line, whatever went wrong: the operator needs the fix, not the stack
         endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

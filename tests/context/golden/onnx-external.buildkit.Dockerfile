@@ -1,0 +1,94 @@
+# Rendered by bgeimg 0.1.0 from profile onnx-external for the buildkit builder.
+# Re-render instead of editing: bgeimg render --profile onnx-external -o DIR
+
+# ---- builder: a virtualenv with the pinned requirements, trimmed before it is copied ----
+FROM python:3.11-slim AS builder
+# binutils' strip for slim.strip_symbols; the builder stage only, nothing of it reaches the runtime image.
+# hadolint ignore=DL3008
+RUN command -v strip >/dev/null || { apt-get update \
+ && apt-get install -y --no-install-recommends binutils \
+ && rm -rf /var/lib/apt/lists/*; }
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY requirements.txt /tmp/build/requirements.txt
+RUN --mount=type=cache,target=/root/.cache/pip pip install --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/build/requirements.txt
+COPY compile_imported.py /tmp/build/compile_imported.py
+RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/quantization \
+ && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/transformers \
+ && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/tools \
+ && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/f2py \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/distutils \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_pyinstaller \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/typing \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/random \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/fft \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/polynomial \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/ma \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/testing \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/_simd* \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/include \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/lib \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*.pyi \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*/*.pyi \
+ && pip uninstall --yes --quiet protobuf flatbuffers fsspec hf-xet \
+ && pip uninstall --yes --quiet pip setuptools \
+ && find /opt/venv -type f -name '*.so*' -not -path '*.libs/*' -exec sh -c 'for f; do if readelf -S "$f" 2>/dev/null | grep -q "[.]symtab"; then strip --strip-unneeded "$f"; fi; done' sh {} + \
+ && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} + \
+ && SOURCE_DATE_EPOCH=0 python /tmp/build/compile_imported.py onnxruntime tokenizers numpy fastapi fastapi.responses anyio._backends._asyncio anyio.from_thread anyio.streams.memory anyio.streams.stapled uvicorn uvicorn.main uvicorn.lifespan.on uvicorn.protocols.http.h11_impl uvicorn.protocols.http.httptools_impl uvicorn.loops.auto uvicorn.server uvicorn.supervisors.multiprocess prometheus_client prometheus_client.exposition
+
+# ---- runtime: a slim base, the venv, the weights, the app ----
+FROM python:3.11-slim AS runtime
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin bge \
+ && mkdir -p /models \
+ && chown 10001:10001 /models
+COPY --from=builder /opt/venv /opt/venv
+# After the venv: a new model id or revision in ENV must not invalidate the copied dependencies.
+# BGE_MAX_BATCH_TOKENS is a count of tokens, not a secret (hadolint matches the word).
+# hadolint ignore=DL3064
+ENV PATH="/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    PYTHONUNBUFFERED="1" \
+    PYTHONDONTWRITEBYTECODE="1" \
+    PYTHONPATH="/opt/app" \
+    BGE_MODEL_DIR="/models" \
+    BGE_MODEL_BAKED="0" \
+    BGE_MODEL_ID="BAAI/bge-m3" \
+    BGE_MODEL_REVISION="main" \
+    BGE_TASK="embed" \
+    BGE_RUNTIME="onnx" \
+    BGE_DEVICE="cpu" \
+    BGE_PORT="8000" \
+    BGE_WORKERS="1" \
+    BGE_MAX_BATCH_SIZE="32" \
+    BGE_MAX_BATCH_TOKENS="16384" \
+    BGE_MAX_QUEUE="512" \
+    BGE_GRACE_SECONDS="20" \
+    HF_HUB_DISABLE_TELEMETRY="1" \
+    TRANSFORMERS_NO_TF="1" \
+    OMP_WAIT_POLICY="PASSIVE" \
+    ORT_DISABLE_TELEMETRY="1"
+WORKDIR /opt/app
+COPY server/ /opt/app/
+COPY entrypoint.sh /usr/local/bin/bgeimg-entrypoint
+USER 10001:10001
+EXPOSE 8000
+# Python's urllib instead of curl: nothing extra in the image just to be probed.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
+  CMD ["/opt/venv/bin/python", "/opt/app/healthcheck.py"]
+LABEL org.opencontainers.image.title="bge-onnx-external" \
+      org.opencontainers.image.description="ONNX Runtime without weights; mount an ONNX form at /models (bgeimg export) or let the entrypoint download the repository's onnx/ on start" \
+      io.bgeimg.version="0.1.0" \
+      io.bgeimg.profile="onnx-external" \
+      io.bgeimg.device="cpu" \
+      io.bgeimg.runtime="onnx" \
+      io.bgeimg.model.source="none" \
+      io.bgeimg.model.id="BAAI/bge-m3" \
+      io.bgeimg.model.revision="main" \
+      io.bgeimg.model.task="embed" \
+      io.bgeimg.slim.bytecode="imported" \
+      io.bgeimg.onnx.quantize="none" \
+      io.bgeimg.slim.download_packages="huggingface-hub,tqdm,pyyaml,filelock,httpx2,httpcore2,truststore"
+ENTRYPOINT ["/usr/local/bin/bgeimg-entrypoint"]
