@@ -29,7 +29,7 @@ from bgeimg.build.backends.base import (
     StepLog,
     classify_failure,
 )
-from bgeimg.build.builders import PlatformNotServed
+from bgeimg.build.builders import PlatformNotServed, image_store
 from bgeimg.context import assemble as contexts
 from bgeimg.context import model as models
 from bgeimg.context import render as rendering
@@ -341,6 +341,13 @@ def parse_secrets(items: list[str]) -> dict[str, Path]:
 
 def check_platforms(engine, platforms: list[str], binfmt_dir: Path | None) -> None:
     """Each platform must be one the builder serves (a buildx builder says which), else runnable here (qemu)."""
+    foreign = [p for p in platforms if p != host_platform()]
+    if engine.name == "engine" and foreign and image_store(api_client().info()) == "containerd":
+        # Seen with Docker 26: the Engine API's classic builder on the containerd store loses its intermediate
+        # images on a foreign platform ("failed to get destination image ... No such image") part of the time.
+        raise PlatformError(f"the Engine API's classic builder cannot build {', '.join(foreign)} reliably on this "
+                            "engine's containerd image store",
+                            "use --engine buildx or --engine buildkit (BuildKit is this engine's default builder)")
     served = engine.served_platforms()
     for item in platforms:
         if served is None:
