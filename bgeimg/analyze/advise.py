@@ -160,14 +160,14 @@ def _entry_modules(cfg: dict, live, texts: dict[str, bytes], workdir: str) -> tu
                 if path in live:
                     scripts.append(path)
             elif depth == 0 and w.startswith("/") and w in texts:
-                try:
-                    text = texts[w].decode("utf-8", "replace")
-                    for line in text.splitlines():
-                        line = line.strip()
-                        if line and not line.startswith("#"):
+                text = texts[w].decode("utf-8", "replace").replace("\\\n", " ")  # join continued lines
+                for line in text.splitlines():
+                    line = line.strip()
+                    if line and not line.startswith("#"):
+                        try:  # a line shlex cannot split (an odd quote) is skipped, not the rest of the script
                             scan_words(shlex.split(line, comments=True), 1)
-                except ValueError:
-                    pass
+                        except ValueError:
+                            continue
             elif re.fullmatch(r"(/\S*/)?(uvicorn|gunicorn|hypercorn|fastapi|flask)", w):
                 modules.append(posixpath.basename(w))
 
