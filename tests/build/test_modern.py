@@ -282,6 +282,7 @@ def test_secret_never_stays_in_image_history_labels_or_cache(docker26, tmp_path,
         proc = run_cli("build", "-p", "external-model", "--set", REQS, "--set", f"template={SECRET_TEMPLATE}",
                        "--engine", "buildx", "--platform", "linux/amd64", "--wheelhouse", str(both_wheels),
                        "--secret", f"id=hf_token,src={tmp_path / 'token'}", "--progress", "plain",
+                       "--no-cache",  # a secret is not part of the cache key: an earlier run's step would be reused
                        "--cache-to", f"type=local,dest={cache},mode=max", "-t", f"{name}:1",
                        "--context", str(tmp_path / "ctx"), "--report", str(report),
                        env={**docker26.env(buildx=True), "XDG_CACHE_HOME": str(tmp_path / "xdg")})
