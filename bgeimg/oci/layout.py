@@ -74,8 +74,10 @@ class _Blobs:
         return (self.dir / digest[7:]).stat().st_size
 
 
-def from_docker_save(stream, root: Path, advance: Callable[[int], None] | None = None) -> list[LayoutImage]:
-    """Read a `docker save` tar stream (legacy or OCI-style) into an OCI image layout at `root`."""
+def from_docker_save(stream, root: Path, advance: Callable[[int], None] | None = None,
+                     order: list[str] | None = None) -> list[LayoutImage]:
+    """Read a `docker save` tar stream (legacy or OCI-style) into an OCI image layout at `root`. `order`: the refs
+    as the user named them, which the index keeps (docker save lists images in an order of its own)."""
     blobs = _Blobs(root)
     small: dict[str, bytes] = {}  # JSON members: configs, docker's manifest.json
     stored: dict[str, tuple[str, int, bytes]] = {}  # member name -> (digest, size, head)
@@ -128,6 +130,8 @@ def from_docker_save(stream, root: Path, advance: Callable[[int], None] | None =
         for ref in entry.get("RepoTags") or [None]:
             images.append(LayoutImage(ref=ref or "", platform=platform_str(plat), manifest=manifest_digest,
                                       size=total))
+    if order:
+        images.sort(key=lambda i: order.index(i.ref) if i.ref in order else len(order))
     _write_index(root, blobs, images)
     return images
 

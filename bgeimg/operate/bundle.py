@@ -85,7 +85,7 @@ def save(docker_api, images: list[str], output: Path, meter: Meter | None = None
         with step(meter, "export", f"export {len(refs)} images", None) as advance:
             stream = export_stream(docker_api, refs)
             try:
-                saved = layout.from_docker_save(stream, work, advance)
+                saved = layout.from_docker_save(stream, work, advance, order=refs)
             finally:
                 stream.close()
         members = [Member(refs=[i.ref], file=f"blobs/sha256/{i.manifest[7:]}", sha256=i.manifest[7:], size=i.size)
