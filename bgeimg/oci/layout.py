@@ -20,6 +20,7 @@ from pathlib import Path
 from bgeimg.errors import OutsideError
 from bgeimg.oci.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, oci_layer_type
 from bgeimg.oci.platform import platform_str
+from bgeimg.oci.streams import Counting
 
 BLOCK = 1 << 20
 LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -82,7 +83,7 @@ def from_docker_save(stream, root: Path, advance: Callable[[int], None] | None =
     small: dict[str, bytes] = {}  # JSON members: configs, docker's manifest.json
     stored: dict[str, tuple[str, int, bytes]] = {}  # member name -> (digest, size, head)
     links: dict[str, str] = {}  # a save links a layer shared inside it to its first copy
-    counted = _Counting(stream, advance) if advance else stream
+    counted = Counting(stream, advance) if advance else stream
     try:
         with tarfile.open(fileobj=counted, mode="r|", bufsize=BLOCK) as tar:  # type: ignore[call-overload]
             for member in tar:
@@ -168,12 +169,3 @@ def files(root: Path) -> list[str]:
     return ["oci-layout", "index.json", "manifest.json", *(f"blobs/sha256/{b}" for b in blobs)]
 
 
-class _Counting:
-    def __init__(self, fh, advance: Callable[[int], None]):
-        self._fh, self._advance = fh, advance
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._fh.read(n)
-        if data:
-            self._advance(len(data))
-        return data

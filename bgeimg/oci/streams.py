@@ -4,6 +4,7 @@ file object that tarfile, gzip and zstd can read."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 CHUNK = 1 << 20
 
@@ -28,3 +29,16 @@ class ChunkStream(io.RawIOBase):
         b[:n] = self._buf[:n]
         self._buf = self._buf[n:]
         return n
+
+
+class Counting:
+    """A readable stream that reports how many bytes went by (for byte progress)."""
+
+    def __init__(self, fh, advance: Callable[[int], None]):
+        self._fh, self._advance = fh, advance
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        if data:
+            self._advance(len(data))
+        return data

@@ -24,6 +24,7 @@ from isal import isal_zlib
 from bgeimg.errors import OutsideError
 from bgeimg.oci.docker import export_stream
 from bgeimg.oci.platform import platform_str
+from bgeimg.oci.streams import Counting
 from bgeimg.progress import Meter, Silent
 
 LEVEL = 2  # ISA-L's default: a /usr/lib tar to 0.368 of its size at 112 MB/s; zlib -6: 0.324 at 7 MB/s here
@@ -140,7 +141,7 @@ def _one_pass(docker_api, image, wanted, need_config, skip, workdir, pool, on_la
     meter.start(key, f"export {image.ref}", image.size or None)
     ok = False
     try:
-        counted = _Counting(stream, lambda n: meter.advance(key, n))
+        counted = Counting(stream, lambda n: meter.advance(key, n))
         with tarfile.open(fileobj=counted, mode="r|", bufsize=BLOCK) as tar:  # type: ignore[call-overload]
             for member in tar:
                 if not member.isfile():
@@ -239,14 +240,3 @@ class _Prefixed:
         return self._fh.read(n)
 
 
-class _Counting:
-    """A readable stream that reports how many bytes went by."""
-
-    def __init__(self, fh, advance: Callable[[int], None]):
-        self._fh, self._advance = fh, advance
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._fh.read(n)
-        if data:
-            self._advance(len(data))
-        return data

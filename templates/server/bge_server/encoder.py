@@ -137,3 +137,17 @@ class Loader:
             print(f"bge-server: model failed to load from {self.settings.model_dir}: {self.error}", flush=True)
         finally:
             self.ready.set()
+
+
+def lexical_weights(ids: list[list[int]], weights: list[list[float]], special: set[int]) -> list[dict[str, float]]:
+    """bge-m3's sparse output per text: token id -> its largest weight, special tokens and zeros left out."""
+    out = []
+    for row_ids, row_w in zip(ids, weights):
+        lexical: dict[str, float] = {}
+        for token_id, w in zip(row_ids, row_w):
+            if token_id in special or w <= 0:
+                continue
+            key = str(token_id)
+            lexical[key] = max(lexical.get(key, 0.0), w)
+        out.append(lexical)
+    return out

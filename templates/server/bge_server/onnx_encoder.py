@@ -16,7 +16,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from bge_server.cpu import cpu_threads
-from bge_server.encoder import Encoded, ModelUnusable, Settings, max_length_of, pooling_of, read_json
+from bge_server.encoder import Encoded, ModelUnusable, Settings, lexical_weights, max_length_of, pooling_of, read_json
 
 # Where the graph may lie in a model directory: bgeimg's export first, then a hub repository's own folder.
 GRAPHS = ("model.onnx", "onnx/model.onnx")
@@ -177,16 +177,7 @@ class OnnxEncoder:
     def _sparse(self, hidden: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> list[dict[str, float]]:
         weight, bias = self.sparse_head
         weights = np.maximum(hidden @ weight + bias, 0.0)[..., 0] * mask
-        out = []
-        for row_ids, row_w in zip(ids.tolist(), weights.tolist()):
-            lexical: dict[str, float] = {}
-            for token_id, w in zip(row_ids, row_w):
-                if token_id in self.special_ids or w <= 0:
-                    continue
-                key = str(token_id)
-                lexical[key] = max(lexical.get(key, 0.0), w)
-            out.append(lexical)
-        return out
+        return lexical_weights(ids.tolist(), weights.tolist(), self.special_ids)
 
     def _colbert(self, hidden: np.ndarray, mask: np.ndarray) -> list[list[list[float]]]:
         weight, bias = self.colbert_head

@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from bge_server.cpu import cpu_threads  # noqa: E402
 from bge_server.device import resolve  # noqa: E402
-from bge_server.encoder import Encoded, Settings, max_length_of, pooling_of  # noqa: E402
+from bge_server.encoder import Encoded, Settings, lexical_weights, max_length_of, pooling_of  # noqa: E402
 
 
 class TorchEncoder:
@@ -109,16 +109,7 @@ class TorchEncoder:
 
     def _sparse(self, hidden, input_ids, mask) -> list[dict[str, float]]:
         weights = torch.relu(self.sparse_head(hidden)).squeeze(-1) * mask
-        out = []
-        for row_ids, row_w in zip(input_ids.tolist(), weights.float().cpu().tolist()):
-            lexical: dict[str, float] = {}
-            for token_id, w in zip(row_ids, row_w):
-                if token_id in self.special_ids or w <= 0:
-                    continue
-                key = str(token_id)
-                lexical[key] = max(lexical.get(key, 0.0), w)
-            out.append(lexical)
-        return out
+        return lexical_weights(input_ids.tolist(), weights.float().cpu().tolist(), self.special_ids)
 
     def _colbert(self, hidden, mask) -> list[list[list[float]]]:
         vecs = self.colbert_head(hidden[:, 1:]) * mask[:, 1:].unsqueeze(-1)
