@@ -17,6 +17,7 @@ import json
 import os
 import posixpath
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from bgeimg.analyze.cache import LayerCache
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
 from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
-from bgeimg.analyze.layers import LayerScan, Window, _decompressor, _octal, _pax, scan_layer, sniff
+from bgeimg.analyze.layers import ISAL_ERROR, LayerScan, Window, _octal, _pax, file_chunks, inflate, scan_layer, sniff
 from bgeimg.oci.docker import EngineUnavailable, api_client
 from bgeimg.oci.platform import platform_matches, platform_str
 from bgeimg.oci.reference import is_host
@@ -202,7 +203,7 @@ def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None,
             raise tarfile.ReadError("unexpected end of data")
     except AnalyzeInputError:
         raise
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, ISAL_ERROR) as exc:
         raise AnalyzeInputError(f"{what} is truncated or corrupt ({exc})",
                                 "re-create it, e.g. `docker save -o FILE IMAGE`") from None
     return out
@@ -306,23 +307,10 @@ def from_archive(path: Path, want: str | None = None, probe: bool = False,
         if kind == "none":
             contents = _walk_archive(raw, True, what, total=path.stat().st_size, probe=probe)
         else:  # `docker save | gzip` (or zstd): read it as one stream
-            stream = io.BufferedReader(_RawReader(_decompressor(raw, kind)), CHUNK)
+            stream = io.BufferedReader(ChunkStream(inflate(file_chunks(raw), kind)), CHUNK)
             contents = _walk_archive(stream, False, what, probe=probe)
         contents.cache = cache  # read, never written: see bgeimg.analyze.cache
         return _from_contents(contents, str(path), "archive", want, what)
-
-
-class _RawReader(io.RawIOBase):
-    def __init__(self, f):
-        self.f = f
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self.f.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 def from_oci_dir(path: Path, want: str | None = None, probe: bool = False,
