@@ -17,6 +17,7 @@ import json
 import os
 import posixpath
 import tarfile
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,21 +359,79 @@ def engine_has(api, ref: str) -> bool:
     return engine_inspect(api, ref) is not None
 
 
-def _from_engine_cache(ref: str, info: dict, want: str | None, probe: bool, cache: LayerCache) -> ImageData | None:
-    """The image from the cache alone, when its config and every layer were seen: no `docker save`."""
+def _from_engine_cache(api, ref: str, info: dict, want: str | None, probe: bool,
+                       cache: LayerCache) -> ImageData | None:
+    """The image from the cache alone, when every layer was seen: no `docker save`. The config is the cached one
+    when this image was read before; otherwise (a relabelled or re-tagged build on cached layers) it is rebuilt
+    from the inspect and the engine's history (`_engine_config`)."""
     diff_ids = (info.get("RootFS") or {}).get("Layers") or []
-    raw = cache.get_config(info.get("Id"))
-    if raw is None or not all(cache.has_scan(d, probe) for d in diff_ids):
+    if not all(cache.has_scan(d, probe) for d in diff_ids):
         return None
     scans = [cache.get_scan(d, probe) for d in diff_ids]
     if any(scan is None for scan in scans):
         return None
-    config = _loads(raw, f"config of image {ref}")
-    if (config.get("rootfs") or {}).get("diff_ids") != diff_ids:
+    raw = cache.get_config(info.get("Id"))
+    config = _loads(raw, f"config of image {ref}") if raw is not None else \
+        _engine_config(api, info, [scan.size for scan in scans if scan is not None])
+    if config is None or (config.get("rootfs") or {}).get("diff_ids") != diff_ids:
         return None
     return ImageData(ref=ref, source="engine", platform=check_platform(config, want, f"image {ref}"), config=config,
                      config_digest=info["Id"], layers=[LayerData(diff_id=d, scan=scan)
                                                        for d, scan in zip(diff_ids, scans)])
+
+
+def _engine_config(api, info: dict, sizes: list[int]) -> dict | None:
+    """What the report reads of an image config, from the inspect (config, platform, diff_ids) and the history API
+    (`created_by`, `comment`, `created` to the second). The API leaves out `empty_layer` but gives each entry's
+    layer size (0 for an empty entry): entries are matched to the layers' sizes, and an image where that matching
+    is not unique (a zero-size layer next to empty entries) gets None, so the caller reads the real config."""
+    import docker
+
+    try:
+        items = list(reversed(api.history(info["Id"])))  # oldest first
+    except docker.errors.APIError:
+        return None
+    flags = _layer_entries([int(h.get("Size") or 0) for h in items], sizes)
+    if flags is None:
+        return None
+    history = []
+    for h, is_layer in zip(items, flags):
+        entry = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(h.get("Created") or 0))),
+                 "created_by": h.get("CreatedBy") or ""}
+        if h.get("Comment"):
+            entry["comment"] = h["Comment"]
+        if not is_layer:
+            entry["empty_layer"] = True
+        history.append(entry)
+    config = {"architecture": info.get("Architecture"), "os": info.get("Os"), "created": info.get("Created"),
+              "config": info.get("Config") or {}, "container_config": info.get("ContainerConfig") or {},
+              "rootfs": {"type": "layers", "diff_ids": (info.get("RootFS") or {}).get("Layers") or []},
+              "history": history}
+    if info.get("Variant"):
+        config["variant"] = info["Variant"]
+    return config
+
+
+def _layer_entries(entry_sizes: list[int], layer_sizes: list[int]) -> list[bool] | None:
+    """Which history entries made a layer, given each entry's size (0 when empty) and each layer's size in order:
+    the only assignment that fits, or None when there is none or more than one."""
+    if not entry_sizes:
+        return [] if not layer_sizes else None
+    m, n = len(entry_sizes), len(layer_sizes)
+    ways = [[0] * (n + 2) for _ in range(m + 2)]  # ways[i][k]: fits of entries i.. to layers k.. (capped at 2)
+    ways[m][n] = 1
+    for i in range(m - 1, -1, -1):
+        for k in range(n, -1, -1):
+            layer = ways[i + 1][k + 1] if k < n and layer_sizes[k] == entry_sizes[i] else 0
+            ways[i][k] = min(2, layer + (ways[i + 1][k] if entry_sizes[i] == 0 else 0))
+    if ways[0][0] != 1:
+        return None
+    flags, k = [], 0
+    for i, size in enumerate(entry_sizes):
+        is_layer = k < n and layer_sizes[k] == size and ways[i + 1][k + 1] == 1
+        flags.append(is_layer)
+        k += is_layer
+    return flags
 
 
 def from_engine(ref: str, want: str | None = None, api=None, probe: bool = False, cache: LayerCache | None = None,
@@ -387,7 +446,7 @@ def from_engine(ref: str, want: str | None = None, api=None, probe: bool = False
         raise AnalyzeInputError(f"unknown image {ref}: not in the local engine",
                                 "check `docker images`, or read it from a registry with registry:REF")
     if cache:
-        cached = _from_engine_cache(ref, info, want, probe, cache)
+        cached = _from_engine_cache(api, ref, info, want, probe, cache)
         if cached is not None:
             return cached
     try:
