@@ -383,8 +383,9 @@ def _from_engine_cache(api, ref: str, info: dict, want: str | None, probe: bool,
 def _engine_config(api, info: dict, sizes: list[int]) -> dict | None:
     """What the report reads of an image config, from the inspect (config, platform, diff_ids) and the history API
     (`created_by`, `comment`, `created` to the second). The API leaves out `empty_layer` but gives each entry's
-    layer size (0 for an empty entry): entries are matched to the layers' sizes, and an image where that matching
-    is not unique (a zero-size layer next to empty entries) gets None, so the caller reads the real config."""
+    layer size, 0 for an empty entry (content bytes on 20.10, disk usage on a containerd store): an entry with a
+    size made a layer; an image where the zero-size entries can be matched to its layers in more than one way
+    (a layer with no content next to empty entries) gets None, so the caller reads the real config."""
     import docker
 
     try:
@@ -413,8 +414,8 @@ def _engine_config(api, info: dict, sizes: list[int]) -> dict | None:
 
 
 def _layer_entries(entry_sizes: list[int], layer_sizes: list[int]) -> list[bool] | None:
-    """Which history entries made a layer, given each entry's size (0 when empty) and each layer's size in order:
-    the only assignment that fits, or None when there is none or more than one."""
+    """Which history entries made a layer, given each entry's size (0 when empty) and each layer's content size in
+    order: the only assignment that fits, or None when there is none or more than one."""
     if not entry_sizes:
         return [] if not layer_sizes else None
     m, n = len(entry_sizes), len(layer_sizes)
@@ -422,13 +423,14 @@ def _layer_entries(entry_sizes: list[int], layer_sizes: list[int]) -> list[bool]
     ways[m][n] = 1
     for i in range(m - 1, -1, -1):
         for k in range(n, -1, -1):
-            layer = ways[i + 1][k + 1] if k < n and layer_sizes[k] == entry_sizes[i] else 0
+            fits = k < n and (entry_sizes[i] > 0 or layer_sizes[k] == 0)
+            layer = ways[i + 1][k + 1] if fits else 0
             ways[i][k] = min(2, layer + (ways[i + 1][k] if entry_sizes[i] == 0 else 0))
     if ways[0][0] != 1:
         return None
     flags, k = [], 0
     for i, size in enumerate(entry_sizes):
-        is_layer = k < n and layer_sizes[k] == size and ways[i + 1][k + 1] == 1
+        is_layer = k < n and (size > 0 or layer_sizes[k] == 0) and ways[i + 1][k + 1] == 1
         flags.append(is_layer)
         k += is_layer
     return flags
