@@ -289,21 +289,11 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
-def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
-    """Walk tar headers (ustar, GNU long names, PAX), skipping file data. Faster than tarfile by avoiding a
-    TarInfo per member; layers of venvs hold tens of thousands of files."""
-    files, dirs = scan.files, scan.dirs
-    read = f.read
-
-    skip = f.skip if not seekable else lambda n: f.seek(n, 1)  # a Tape passes data without copying it
-
-    def data(n: int) -> bytes:
-        block = read(n)
-        if len(block) < n:
-            raise TarCorrupt("unexpected end of data")
-        skip(-n & _PAD)
-        return block
-
+def tar_entries(read, skip) -> Iterator[tuple[str, str | None, bytes, int, bytes]]:
+    """The entries of a tar read front to back (ustar with its name prefix, GNU long names, PAX), without a TarInfo
+    per entry (layers of venvs hold tens of thousands): (name, link name from a long-name record or None, type
+    flag, data size, the 512-byte header). The caller reads or skips each entry's data and padding (`skip`) before
+    the next. Used for layers and for the outer `docker save` tar alike."""
     pending: dict[str, str] = {}
     first = True
     while True:
@@ -322,7 +312,10 @@ def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
         kind = hdr[156:157]
         size = _octal(hdr[124:136])
         if kind in (b"x", b"g", b"L", b"K"):
-            payload = data(size)
+            payload = read(size)
+            if len(payload) < size:
+                raise TarCorrupt("unexpected end of data")
+            skip(-size & _PAD)
             if kind == b"x" and (b"path=" in payload or b"size=" in payload):  # else only times/xattrs
                 pending.update(_pax(payload))
             elif kind == b"L":
@@ -343,6 +336,30 @@ def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
             if hdr[257:262] == b"ustar" and hdr[345]:
                 prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
                 name = prefix + "/" + name
+        yield name, linkname, kind, size, hdr
+
+
+def link_name(linkname: str | None, hdr: bytes) -> str:
+    """An entry's link target: the long-name record's, else the header's."""
+    if linkname is not None:
+        return linkname
+    return hdr[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
+    """Walk a layer's tar headers, skipping file data, keeping what LayerScan holds."""
+    files, dirs = scan.files, scan.dirs
+    read = f.read
+    skip = f.skip if not seekable else lambda n: f.seek(n, 1)  # a Tape passes data without copying it
+
+    def data(n: int) -> bytes:
+        block = read(n)
+        if len(block) < n:
+            raise TarCorrupt("unexpected end of data")
+        skip(-n & _PAD)
+        return block
+
+    for name, linkname, kind, size, hdr in tar_entries(read, skip):
         path = norm(name)
         parent, _, base = path.rpartition("/")
         has_data = kind in (b"0", b"\0", b"7")
@@ -368,9 +385,7 @@ def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
             elif n:
                 skip(n + (-n & _PAD))
         elif kind == b"2":
-            if linkname is None:
-                linkname = hdr[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            n = len(linkname.encode("utf-8", "surrogateescape"))  # what lstat reports: the engine counts it
+            n = len(link_name(linkname, hdr).encode("utf-8", "surrogateescape"))  # what lstat reports: the engine counts it
             scan.symlinks.add(path)
         else:
             n = 0  # hard links (counted once, at their target), devices, fifos

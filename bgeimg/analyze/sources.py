@@ -26,7 +26,18 @@ from typing import Any
 from bgeimg.analyze.cache import LayerCache
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
 from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
-from bgeimg.analyze.layers import ISAL_ERROR, LayerScan, Window, _octal, _pax, file_chunks, inflate, scan_layer, sniff
+from bgeimg.analyze.layers import (
+    ISAL_ERROR,
+    LayerScan,
+    TarCorrupt,
+    Window,
+    file_chunks,
+    inflate,
+    link_name,
+    scan_layer,
+    sniff,
+    tar_entries,
+)
 from bgeimg.oci.docker import EngineUnavailable, api_client
 from bgeimg.oci.platform import platform_matches, platform_str
 from bgeimg.oci.reference import is_host
@@ -45,14 +56,6 @@ def _loads(data: bytes, what: str):
 
 
 # ---- archives (docker save, legacy and OCI) and the engine's save stream ----------------------------------------
-
-@dataclass
-class _Member:
-    name: str
-    kind: bytes  # tar type flag: b"0" regular, b"1" hard link, b"2" symlink, ...
-    size: int
-    linkname: str
-
 
 @dataclass
 class _ArchiveContents:
@@ -114,13 +117,9 @@ class _Bounded(io.RawIOBase):
         return n
 
 
-def _stream_members(f):
-    """The members of a tar read front to back (`docker save` from the engine, a compressed archive): yields each
-    member after its header; the caller reads what it wants of the next `size` bytes through `_Bounded`, and the
-    rest of the member is skipped here. tarfile's stream mode copies every byte twice more, this does not."""
+def _skipper(f):
+    """skip(n) for a stream read front to back: into one scratch buffer, no allocation per chunk."""
     scratch = memoryview(bytearray(CHUNK))
-    pending: dict[str, str] = {}
-    first = True
 
     def skip(n: int) -> None:
         while n > 0:
@@ -129,82 +128,56 @@ def _stream_members(f):
                 raise EOFError("unexpected end of data")
             n -= got
 
-    while True:
-        hdr = f.read(512)
-        if len(hdr) < 512:
-            if not hdr:
-                return
-            raise EOFError("unexpected end of data")
-        if hdr == bytes(512):
-            return
-        if first:
-            first = False
-            chk = hdr[148:156].split(b"\0", 1)[0].strip(b" ")
-            if not chk or int(chk, 8) != sum(hdr) - sum(hdr[148:156]) + 256:
-                raise tarfile.ReadError("bad tar header checksum")
-        kind, size = hdr[156:157], _octal(hdr[124:136])
-        pad = -size & 511
-        if kind in (b"x", b"g", b"L", b"K"):
-            payload = f.read(size)
-            if len(payload) < size:
-                raise EOFError("unexpected end of data")
-            skip(pad)
-            if kind == b"x":
-                pending.update(_pax(payload))
-            elif kind == b"L":
-                pending["path"] = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
-            elif kind == b"K":
-                pending["linkpath"] = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
-            continue
-        name = pending.get("path") or hdr[0:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        if "path" not in pending and hdr[257:262] == b"ustar" and hdr[345]:
-            name = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") + "/" + name
-        linkname = pending.get("linkpath") or hdr[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        if "size" in pending:
-            size = int(pending["size"])
-            pad = -size & 511
-        pending = {}
-        body = _Bounded(f, size)
-        yield _Member(name, kind, size, linkname), body
-        skip(body.left + pad)
+    return skip
 
 
 def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None,
                   probe: bool = False) -> _ArchiveContents:
-    """One pass over the outer tar. On a file on disk (`seekable`), layer members are noted (offset, size) and
-    read in place with pread when the manifest names them; in a stream, every layer-looking member is scanned as
-    it passes (the legacy layout puts manifest.json last)."""
+    """One pass over the outer tar (layers.tar_entries, as for the layers inside it). On a file on disk
+    (`seekable`), layer members are noted (offset, size) and read in place with pread when the manifest names
+    them; in a stream, every layer-looking member is scanned as it passes (the legacy layout puts manifest.json
+    last)."""
     out = _ArchiveContents(probe=probe, what=what)
-    fd = fileobj.fileno() if seekable else -1
     try:
         if seekable:
-            out.fd = fd
-            tf = tarfile.open(fileobj=fileobj, mode="r:", bufsize=CHUNK)
-            members = ((_Member(ti.name, ti.type, ti.size, ti.linkname), ti.offset_data) for ti in iter(tf.next, None))
+            out.fd = fd = fileobj.fileno()
+            f = Window(fd, 0, total if total is not None else os.fstat(fd).st_size)
+
+            def skip(n: int) -> None:
+                f.seek(n, 1)
         else:
-            members = _stream_members(fileobj)
-        for m, where in members:
-            name = posixpath.normpath(m.name).lstrip("/")
-            if m.kind == tarfile.SYMTYPE:
-                out.links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname)).lstrip("/")
-            elif m.kind == tarfile.LNKTYPE:
-                out.links[name] = posixpath.normpath(m.linkname).lstrip("/")
-            elif m.kind in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
-                f: Any = Window(fd, where, m.size) if seekable else io.BufferedReader(where, CHUNK)  # both peek
-                head = f.peek(512)[:512]
-                out.sizes[name] = m.size
-                kind = sniff(head) if m.size else None
-                if m.size <= JSON_MAX and (head[:1] in (b"{", b"[") or name.endswith((".json", "repositories"))):
-                    out.jsons[name] = f.read()
-                elif kind and seekable:
-                    out.spans[name] = (where, m.size, kind)
-                elif kind:
-                    out.layers[name] = scan_layer(f, size=m.size, what=f"layer {name} of {what}", probe=probe)
-        if seekable and total is not None and tf.offset > total:
-            raise tarfile.ReadError("unexpected end of data")
+            f, skip = fileobj, _skipper(fileobj)
+        for m_name, m_link, kind, size, hdr in tar_entries(f.read, skip):
+            name = posixpath.normpath(m_name).lstrip("/")
+            body: Any = None
+            if kind == tarfile.SYMTYPE:
+                target = link_name(m_link, hdr)
+                out.links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), target)).lstrip("/")
+            elif kind == tarfile.LNKTYPE:
+                out.links[name] = posixpath.normpath(link_name(m_link, hdr)).lstrip("/")
+            elif kind in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
+                where = f.tell() if seekable else 0
+                body = Window(fd, where, size) if seekable else _Bounded(f, size)
+                m = body if seekable else io.BufferedReader(body, CHUNK)  # both peek
+                head = m.peek(512)[:512]
+                out.sizes[name] = size
+                compression = sniff(head) if size else None
+                if size <= JSON_MAX and (head[:1] in (b"{", b"[") or name.endswith((".json", "repositories"))):
+                    out.jsons[name] = m.read()
+                elif compression and seekable:
+                    out.spans[name] = (where, size, compression)
+                elif compression:
+                    out.layers[name] = scan_layer(m, size=size, what=f"layer {name} of {what}", probe=probe)
+            pad = -size & 511
+            if seekable:
+                f.seek(size + pad, 1) if body is None else f.seek(body.start + size + pad)
+            else:
+                skip((body.left if body is not None else size) + pad)
+        if seekable and f.tell() > f.end:
+            raise TarCorrupt("unexpected end of data")
     except AnalyzeInputError:
         raise
-    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, ISAL_ERROR) as exc:
+    except (EOFError, OSError, ValueError, zlib.error, ISAL_ERROR) as exc:
         raise AnalyzeInputError(f"{what} is truncated or corrupt ({exc})",
                                 "re-create it, e.g. `docker save -o FILE IMAGE`") from None
     return out
