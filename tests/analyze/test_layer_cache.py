@@ -108,3 +108,17 @@ def test_size_bound_drops_least_recently_used(tmp_path):
     cache.put_scan(scans[2][0], False, scans[2][1])  # over the bound: the least recently used goes
     assert cache.has_scan(scans[0][0], False) and cache.has_scan(scans[2][0], False)
     assert not cache.has_scan(scans[1][0], False)
+
+
+@pytest.mark.parametrize(("entries", "layers", "flags"), [
+    ([5, 0, 7], [5, 0, 7], [True, True, True]),  # a layer with no content, no empty entry to mistake it for
+    ([3, 0], [3], [True, False]),
+    ([8192, 0, 190], [3, 120], [True, False, True]),  # a containerd store: disk usage, not content bytes
+    ([5, 0, 0, 7], [5, 0, 7], None),  # which zero-size entry made the empty layer: unknown -> the save
+    ([5, 0], [5, 0, 7], None),  # fewer entries than layers (stripped history): the save
+    ([], [], []),
+])
+def test_history_entries_matched_to_layers(entries, layers, flags):
+    from bgeimg.analyze.sources import _layer_entries
+
+    assert _layer_entries(entries, layers) == flags
