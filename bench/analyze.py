@@ -20,6 +20,9 @@ runs each tool as a child process `--runs` times, interleaved, measuring wall ti
   transfer alone (every blob of the manifest streamed and digest-checked, nothing else). dive cannot read a
   registry.
 
+With --docker26, the engine rows again on the test bed's Docker 26 (containerd image store), from the same
+Dockerfile built there.
+
 Targets: engine >= 1.5x faster than dive; archive >= 2x faster than dive, <= 200 MB RSS; registry time <= 1.3x
 (archive + transfer), peak RSS <= 1.5x the archive path's.
 """
@@ -116,6 +119,24 @@ def ensure_relabelled(tag: str) -> str:
     return relabel
 
 
+def ensure_modern(mb: int, files: int) -> tuple[str, str]:
+    """The same Dockerfile built on the test bed's Docker 26 (containerd image store: `docker save` streams the
+    stored gzip blobs). A pulled image will not do there: the store drops a pulled image's blobs once unpacked."""
+    host = os.environ.get("BGEIMG_TEST_DOCKER26_HOST", "unix:///var/run/bgeimg-docker26.sock")
+    cli = os.environ.get("BGEIMG_TEST_DOCKER26_CLI", DOCKER)
+    text = dockerfile(mb, files)
+    tag = "bgeimg-bench/analyze26:" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    if subprocess.run([cli, "-H", host, "image", "inspect", tag], capture_output=True).returncode != 0:
+        print(f"building {tag} on Docker 26...", file=sys.stderr)
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        if os.environ.get("BGEIMG_TEST_BUILDX_CONFIG"):
+            env["DOCKER_CONFIG"] = os.environ["BGEIMG_TEST_BUILDX_CONFIG"]
+        with tempfile.TemporaryDirectory() as context:
+            subprocess.run([cli, "-H", host, "build", "--platform", "linux/amd64", "-t", tag, "-f", "-", context],
+                           input=text.encode(), check=True, env=env, stdout=subprocess.DEVNULL)
+    return tag, host
+
+
 def ensure_pushed(tag: str) -> str:
     """The image in the test bed's registry (pushed once; the registry keeps it)."""
     import urllib.error
@@ -156,11 +177,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--mb", type=int, default=1100, help="MB of big random files (in three layers)")
     ap.add_argument("--files", type=int, default=20000, help="small files in the venv-like layer")
+    ap.add_argument("--docker26", action="store_true",
+                    help="also the engine rows on the test bed's Docker 26 (containerd image store)")
     args = ap.parse_args()
 
     tag, archive = ensure_archive(args.mb, args.files)
     remote = ensure_pushed(tag)
     relabel = ensure_relabelled(tag)
+    modern = ensure_modern(args.mb, args.files) if args.docker26 else None
     dive = shutil.which("dive") or str(Path(sys.executable).parent / "dive")
     out = CACHE / "dive.json"
     bg = [sys.executable, "-m", "bgeimg", "analyze"]
@@ -192,6 +216,15 @@ def main() -> None:
                 ("bgeimg (registry, cached)", [*bg, f"registry:{remote}", "--json"],
                  {"BGEIMG_CACHE_DIR": str(registry_cache)}),
             ]
+            if modern:
+                tag26, host = modern
+                on26 = {"DOCKER_HOST": host, "BGEIMG_CACHE_DIR": str(work / f"engine26-{run}")}
+                steps += [
+                    ("engine26 export alone (floor)", [sys.executable, "-c", EXPORT, tag26], on26),
+                    ("dive (engine26)", [dive, tag26, "--ci", "--json", str(CACHE / "dive26.json")], {**dive_env, **on26}),
+                    ("bgeimg (engine26, first)", [*bg, tag26, "--source", "engine", "--json"], on26),
+                    ("bgeimg (engine26, cached)", [*bg, tag26, "--source", "engine", "--json"], on26),
+                ]
             for name, cmd, env in steps:
                 results.setdefault(name, []).append(measure(cmd, env))
         docs = {}
@@ -216,6 +249,10 @@ def main() -> None:
         return med[name][0]
 
     print("ratios (higher is better for bgeimg):")
+    if modern:
+        print(f"  engine26: dive / bgeimg = {t('dive (engine26)') / t('bgeimg (engine26, first)'):.2f}x first, "
+              f"{t('dive (engine26)') / t('bgeimg (engine26, cached)'):.1f}x cached (target >= 1.5x); "
+              f"export alone / bgeimg first = {t('engine26 export alone (floor)') / t('bgeimg (engine26, first)'):.2f}")
     print(f"  engine:   dive / bgeimg = {t('dive (engine)') / t('bgeimg (engine, first)'):.2f}x first, "
           f"{t('dive (engine)') / t('bgeimg (engine, cached)'):.1f}x cached, "
           f"{t('dive (engine)') / t('bgeimg (engine, relabelled)'):.1f}x relabelled (target >= 1.5x); "
