@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from bgeimg.analyze.errors import AnalyzeInputError
 from bgeimg.oci.streams import CHUNK
+from bgeimg.oci.zstd import ZstdError, ZstdFile
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -108,7 +109,7 @@ def _decompressor(fileobj, compression: str):
     if compression == "gzip":
         return _Gzip(fileobj)
     if compression == "zstd":
-        return _Zstd(fileobj)
+        return ZstdFile(fileobj)  # every frame in turn; a frame cut short raises EOFError
     return fileobj
 
 
@@ -140,39 +141,6 @@ class _Gzip:
             self.tail = b"" if self.obj.eof else self.obj.unconsumed_tail
             if out:
                 return out
-
-
-class _Zstd:
-    """zstd frames, one after another, as a stream; a frame cut short is an error (zstandard's stream_reader
-    ends quietly on truncated input)."""
-
-    def __init__(self, src):
-        import zstandard
-
-        self._new = zstandard.ZstdDecompressor().decompressobj
-        self.src = src
-        self.obj = self._new()
-        self.buf = b""
-        self.started = False
-
-    def read(self, n: int = -1) -> bytes:
-        while not self.buf:
-            chunk = self.src.read(CHUNK)
-            if not chunk:
-                if self.started and not self.obj.eof:
-                    raise EOFError("zstd stream ended before the end of its frame")
-                return b""
-            while chunk:
-                if self.obj.eof:
-                    self.obj = self._new()
-                self.started = True
-                self.buf += self.obj.decompress(chunk)
-                chunk = self.obj.unused_data if self.obj.eof else b""
-        if n < 0 or n >= len(self.buf):
-            out, self.buf = self.buf, b""
-        else:
-            out, self.buf = self.buf[:n], self.buf[n:]
-        return out
 
 
 class TarCorrupt(ValueError):
@@ -209,13 +177,9 @@ def scan_layer(fileobj, *, size: int | None = None, seekable: bool = False, what
                 scan.tar_digest = "sha256:" + raw.hasher.hexdigest()
     except AnalyzeInputError:
         raise
-    except (EOFError, OSError, ValueError, zlib.error) as exc:
+    except (EOFError, OSError, ValueError, zlib.error, ZstdError) as exc:
         raise AnalyzeInputError(f"{what} is truncated or corrupt ({type(exc).__name__}: {exc})",
                                 "re-create the archive, e.g. with `docker save -o FILE IMAGE`") from None
-    except Exception as exc:  # zstandard.ZstdError and friends
-        if type(exc).__module__.startswith("zstandard"):
-            raise AnalyzeInputError(f"{what} is truncated or corrupt (zstd: {exc})") from None
-        raise
     return scan
 
 
