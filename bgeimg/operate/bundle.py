@@ -32,6 +32,7 @@ from pathlib import Path
 from bgeimg.errors import BgeimgError
 from bgeimg.oci import layout
 from bgeimg.oci.docker import export_stream
+from bgeimg.oci.streams import sha256_file
 from bgeimg.oci.zstd import CompressionParameter, ZstdError, ZstdFile
 from bgeimg.progress import Meter, Silent, step
 
@@ -92,7 +93,7 @@ def save(docker_api, images: list[str], output: Path, meter: Meter | None = None
                    for i in saved]
         names = layout.files(work)
         # A blob's name is its sha256 (layout.py hashed it as it was written); only the metadata is hashed here.
-        sums = {name: (name[len("blobs/sha256/"):] if name.startswith("blobs/sha256/") else _sha256_file(work / name),
+        sums = {name: (name[len("blobs/sha256/"):] if name.startswith("blobs/sha256/") else sha256_file(work / name),
                        (work / name).stat().st_size) for name in names}
         checksums = json.dumps({"format": FORMAT, "images": [vars(m) for m in members], "files": sums},
                                indent=1).encode()
@@ -113,12 +114,6 @@ def save(docker_api, images: list[str], output: Path, meter: Meter | None = None
     return members
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _size(path: Path) -> int:
