@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import itertools
 import os
 import posixpath
@@ -23,7 +24,8 @@ from typing import cast
 from isal import isal_zlib
 
 from bgeimg.analyze.errors import AnalyzeInputError
-from bgeimg.oci.streams import CHUNK
+from bgeimg.oci.streams import CHUNK, ChunkStream
+from bgeimg.oci.zstd import ZstdError, ZstdFile
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -93,7 +95,8 @@ def inflate(chunks, compression: str) -> Iterator[bytes]:
     if compression == "gzip":
         return _gunzip(chunks)
     if compression == "zstd":
-        return _unzstd(chunks)
+        # every frame in turn; a frame cut short raises EOFError
+        return file_chunks(ZstdFile(io.BufferedReader(ChunkStream(chunks), CHUNK)), INFLATE_MAX)
     return iter(chunks)
 
 
@@ -117,26 +120,6 @@ def _gunzip(chunks) -> Iterator[bytes]:
                 break
     if not obj.eof:
         raise EOFError("gzip stream ended before the end of its member")
-
-
-def _unzstd(chunks) -> Iterator[bytes]:
-    """zstd frames one after another; a frame cut short is an error (zstandard's stream_reader ends quietly on
-    truncated input)."""
-    import zstandard
-
-    new = zstandard.ZstdDecompressor().decompressobj
-    obj, started = new(), False
-    for data in chunks:
-        while data:
-            if obj.eof:
-                obj = new()
-            started = True
-            out = obj.decompress(data)
-            if out:
-                yield out
-            data = obj.unused_data if obj.eof else b""
-    if started and not obj.eof:
-        raise EOFError("zstd stream ended before the end of its frame")
 
 
 def file_chunks(f, size: int = CHUNK) -> Iterator[bytes]:
@@ -255,13 +238,9 @@ def _corrupt(what: str):
         yield
     except AnalyzeInputError:
         raise
-    except (EOFError, OSError, ValueError, zlib.error, ISAL_ERROR) as exc:
+    except (EOFError, OSError, ValueError, zlib.error, ISAL_ERROR, ZstdError) as exc:
         raise AnalyzeInputError(f"{what} is truncated or corrupt ({type(exc).__name__}: {exc})",
                                 "re-create the archive, e.g. with `docker save -o FILE IMAGE`") from None
-    except Exception as exc:  # zstandard.ZstdError and friends
-        if type(exc).__module__.startswith("zstandard"):
-            raise AnalyzeInputError(f"{what} is truncated or corrupt (zstd: {exc})") from None
-        raise
 
 
 ZERO_BLOCK = bytes(512)

@@ -42,6 +42,7 @@ from bgeimg.oci.docker import EngineUnavailable, api_client
 from bgeimg.oci.platform import platform_matches, platform_str
 from bgeimg.oci.reference import is_host
 from bgeimg.oci.streams import CHUNK, ChunkStream
+from bgeimg.oci.zstd import ZstdError
 
 JSON_MAX = 64 << 20
 TRANSPORTS = {"docker-archive": "archive", "oci-archive": "archive", "oci": "oci", "docker-daemon": "engine",
@@ -177,7 +178,7 @@ def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None,
             raise TarCorrupt("unexpected end of data")
     except AnalyzeInputError:
         raise
-    except (EOFError, OSError, ValueError, zlib.error, ISAL_ERROR) as exc:
+    except (EOFError, OSError, ValueError, zlib.error, ISAL_ERROR, ZstdError) as exc:
         raise AnalyzeInputError(f"{what} is truncated or corrupt ({exc})",
                                 "re-create it, e.g. `docker save -o FILE IMAGE`") from None
     return out
