@@ -409,26 +409,16 @@ def test_two_cold_builds_give_the_same_digest_per_platform(docker26, tmp_path, w
         _cleanup(docker26, name)
 
 
-def _cache_records(engine) -> dict[str, str]:
-    """The builder's cache records: id -> when it was made (`docker buildx du --verbose`)."""
-    records, current = {}, ""
-    for line in engine.docker("buildx", "du", "--verbose").stdout.splitlines():
-        if line.startswith("ID:"):
-            current = line.split()[1]
-            records[current] = ""
-        elif line.startswith("Created at:") and current:
-            records[current] = line.split(":", 1)[1].strip()
-    return records
-
-
 @pytest.mark.registry
 def test_registry_cache_round_trip(docker26, tmp_path, both_wheels, registry):
     """--cache-to type=registry exports every step of the build (mode=max) to the registry; with the records that
     build made pruned from the builder, a build with --cache-from of it takes every step from the registry's cache.
     A nonce in the first RUN of each stage (a template's own builder step, the user's uid) gives every step of
     this build a key of its own: its records go, nothing to hit locally is left, the other tests' cache stays."""
+    from bgeimg.build import builders
     from bgeimg.oci.registry import RegistryClient
 
+    env = {**os.environ, **docker26.env(buildx=True)}
     cache_repo = f"{PREFIX}/cache{uuid.uuid4().hex[:8]}"
     ref = f"type=registry,ref={registry}/{cache_repo}:buildcache"
     nonce = uuid.uuid4().int % 40000
@@ -439,7 +429,7 @@ def test_registry_cache_round_trip(docker26, tmp_path, both_wheels, registry):
               "--set", "slim.strip_symbols=false")
     name = _name()
     try:
-        before = _cache_records(docker26)
+        before = builders.cache_records(docker26.cli, env)
         _, first = _build(docker26, tmp_path / "a", "--engine", "buildx", "--platform", "linux/amd64", *unique,
                           "--wheelhouse", str(both_wheels), "--cache-to", f"{ref},mode=max", "-t", f"{name}:1")
         assert not [s for s in first["platforms"][0]["steps"] if s["cached"] and " RUN " in f" {s['name']}"]
@@ -447,13 +437,9 @@ def test_registry_cache_round_trip(docker26, tmp_path, both_wheels, registry):
         layers = cache.get("layers") or cache.get("manifests") or []  # a manifest, or (BuildKit 0.13) an index
         assert len(layers) >= first["platforms"][0]["layers"]  # the builder stage's layers too (mode=max)
         assert any("buildkit" in (x.get("mediaType") or "") for x in [cache.get("config") or {}, *layers])
-        made = {k: v for k, v in _cache_records(docker26).items() if k not in before}
+        made = {k: v for k, v in builders.cache_records(docker26.cli, env).items() if k not in before}
         assert made
-        left = set(made)
-        for _ in range(3):  # a record goes only once its children have: newest first
-            for record in sorted(left, key=made.__getitem__, reverse=True):
-                docker26.docker("buildx", "prune", "-af", "--filter", f"id={record}")
-            left &= set(_cache_records(docker26))
+        left = builders.prune_records(docker26.cli, made, env)
         assert not left, left
         _, second = _build(docker26, tmp_path / "b", "--engine", "buildx", "--platform", "linux/amd64", *unique,
                            "--wheelhouse", str(both_wheels), "--cache-from", ref, "-t", f"{name}:1")
