@@ -202,6 +202,11 @@ def _from_contents(c: _ArchiveContents, ref: str, source: str, want: str | None,
         if len(entries) > 1:
             warnings.append(f"{what} holds {len(entries)} images; analysed {', '.join(entry.get('RepoTags') or [])}")
         cfg_name = c.resolve(entry["Config"])
+        if cfg_name not in c.jsons and source == "engine":  # the engine sent a manifest for content it lacks
+            raise AnalyzeInputError(f"{what}: the engine exported no config or layers for it (a containerd image "
+                                    "store can keep an image whose content it discarded after unpacking)",
+                                    f"pull it again with `docker pull {ref}`, or analyze it from its registry "
+                                    f"with `bgeimg analyze registry:{ref}`")
         if cfg_name not in c.jsons:
             raise AnalyzeInputError(f"{what}: config {entry['Config']} named in manifest.json is missing (truncated?)")
         config = _loads(c.jsons[cfg_name], f"config of {what}")

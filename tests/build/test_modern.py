@@ -374,6 +374,33 @@ def test_push_promote_analyze_a_multi_platform_image(docker26, tmp_path, both_wh
         _cleanup(docker26, name)
 
 
+def test_analyze_an_image_whose_content_the_store_discarded(docker26, tmp_path):
+    """A containerd store can list an image whose blobs are gone (content discarded after unpacking): its
+    `docker save` holds manifests but no config or layers. One line that says so and what to do, exit 2."""
+    from enginebed import TESTBED_CACHE
+
+    ctr = [str(TESTBED_CACHE / "docker26" / "root" / "usr" / "bin" / "ctr"),
+           "-a", "/var/run/bgeimg-docker26/exec/containerd/containerd.sock", "-n", "moby"]
+    name = _name()
+    try:
+        docker26.docker("buildx", "build", "--load", "-t", f"{name}:1", "-", input="FROM python:3.11-slim\n"
+                        f"RUN echo {uuid.uuid4().hex} > /unique\n")
+        top = docker26.docker("image", "inspect", "--format", "{{.Id}}", f"{name}:1").stdout.strip()
+        index = json.loads(subprocess.run([*ctr, "content", "get", top], capture_output=True, check=True).stdout)
+        own = index["manifests"][0]["digest"]  # this image's manifest; its last layer is the RUN's, its own
+        manifest = json.loads(subprocess.run([*ctr, "content", "get", own], capture_output=True, check=True).stdout)
+        subprocess.run([*ctr, "content", "rm", manifest["config"]["digest"], manifest["layers"][-1]["digest"]],
+                       check=True, capture_output=True)
+        proc = run_cli("analyze", f"{name}:1", "--source", "engine", "--no-cache", env=docker26.env(buildx=True))
+        line = assert_one_line_error(proc, 2)
+        assert line == (f"error: image {name}:1: the engine exported no config or layers for it (a containerd image "
+                        "store can keep an image whose content it discarded after unpacking) (pull it again with "
+                        f"`docker pull {name}:1`, or analyze it from its registry with `bgeimg analyze "
+                        f"registry:{name}:1`)")
+    finally:
+        _cleanup(docker26, name)
+
+
 # ---- reproducible images and the registry cache (Docker 26) -----------------------------------------------------
 
 
