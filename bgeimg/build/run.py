@@ -71,6 +71,7 @@ class BuildOptions:
     sbom: str | None = None  # buildx --sbom
     metadata_file: Path | None = None  # buildx --metadata-file, written in buildx's format
     source_date_epoch: int | None = None  # reproducible images (buildx): None leaves timestamps as they fall
+    raw_progress: bool = False  # --progress rawjson: buildx's own JSON stream (other backends: bgeimg's events)
 
 
 @dataclass
@@ -268,6 +269,7 @@ def build(
             secrets=secrets, build_args=dict(options.build_args), cache_from=tuple(options.cache_from),
             cache_to=tuple(options.cache_to), no_cache=options.no_cache, push=push, builder=options.builder,
             provenance=options.provenance, sbom=options.sbom, source_date_epoch=epoch,
+            raw_progress=options.raw_progress,
         )
         log = StepLog()
         started = time.monotonic()

@@ -16,7 +16,7 @@ from bgeimg.build.backends.base import BuildEvent, StepLog
 from bgeimg.build.run import BuildReport
 
 _LINES = 6
-PROGRESS = ("auto", "plain", "quiet", "rawjson")  # buildx's --progress modes, shown bgeimg's way
+PROGRESS = ("auto", "plain", "quiet", "rawjson")  # buildx's --progress modes (rawjson: buildx's own stream)
 
 
 class LiveView:
@@ -31,6 +31,7 @@ class LiveView:
         live = console.is_terminal and self.verbosity >= 0 and progress == "auto"
         self.live = Live(console=console, refresh_per_second=4, transient=True) if live else None
         self.started = time.monotonic()
+        self.raw_seen = False
 
     def __enter__(self) -> LiveView:
         if self.live:
@@ -45,8 +46,13 @@ class LiveView:
         if event.kind == "note":
             self.console.print(event.text, markup=False, highlight=False, soft_wrap=True)
             return
-        if self.progress == "rawjson":  # one JSON object per event, for machines
-            if event.kind != "done":
+        if event.kind == "raw":  # the builder's own rawjson line (buildx): printed as it came, nothing of ours
+            if self.progress == "rawjson":
+                self.raw_seen = True
+                print(event.text, file=self.console.file, flush=True)
+            return
+        if self.progress == "rawjson":  # a backend without a rawjson stream of its own: one object per event
+            if event.kind != "done" and not self.raw_seen:
                 print(json.dumps({"platform": platform, "kind": event.kind, "text": event.text}),
                       file=self.console.file, flush=True)
             return

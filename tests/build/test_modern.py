@@ -195,13 +195,41 @@ def test_buildx_base_image_not_found(docker26, tmp_path, both_wheels, registry):
                            f"(through the mirror {registry}): ")
 
 
-def test_buildx_missing_wheel(docker26, tmp_path, wheelhouse_factory):
-    # a wheelhouse for amd64 only: arm64's pydantic-core wheel is missing
-    proc, _ = _build(docker26, tmp_path, "--engine", "buildx", "--platform", PLATFORMS,
+@pytest.mark.parametrize("progress", ["plain", "rawjson"])
+def test_buildx_missing_wheel(docker26, tmp_path, wheelhouse_factory, progress):
+    # a wheelhouse for amd64 only: arm64's pydantic-core wheel is missing (the same line from either stream)
+    proc, _ = _build(docker26, tmp_path, "--engine", "buildx", "--platform", PLATFORMS, "--progress", progress,
                      "--wheelhouse", str(wheelhouse_factory(TINY, "linux/amd64")), "-t", f"{_name()}:x", expect=2)
     line = assert_one_line_error(proc, 2)
     assert line.startswith("error: the wheelhouse has no wheel for pydantic-core")
     assert "(linux/arm64)" in line and "pip download --only-binary=:all:" in line
+
+
+def test_progress_rawjson_is_buildx_own_stream(docker26, tmp_path, both_wheels):
+    """--progress rawjson prints buildx's SolveStatus lines as they came, and the report still counts the steps
+    and cached steps those lines describe."""
+    name = _name()
+    try:
+        proc, report = _build(docker26, tmp_path, "--engine", "buildx", "--platform", "linux/amd64", "--progress",
+                              "rawjson", "--wheelhouse", str(both_wheels), "-t", f"{name}:1")
+        decoder, text, statuses = json.JSONDecoder(), proc.stderr, []
+        while "{" in text:  # buildx's objects, indented over several lines, one after another
+            status, end = decoder.raw_decode(text, text.index("{"))
+            statuses.append(status)
+            text = text[end:]
+        assert statuses and all(set(st) <= {"vertexes", "statuses", "logs", "warnings"} for st in statuses)
+        names, cached = {}, set()
+        for st in statuses:
+            for v in st.get("vertexes") or []:
+                if not v["name"].startswith(("[internal]", "[auth]")):
+                    names[v["digest"]] = v["name"]
+                    if v.get("cached"):
+                        cached.add(v["digest"])
+        steps = report["platforms"][0]["steps"]  # buildx's, then bgeimg's load of the reproducible OCI archive
+        assert [s["name"] for s in steps] == [*names.values(), f"load {name}:1-amd64", f"tag {name}:1"]
+        assert sum(s["cached"] for s in steps) == len(cached)
+    finally:
+        _cleanup(docker26, name)
 
 
 def test_buildx_platform_not_served(docker26, tmp_path):

@@ -80,6 +80,7 @@ class BuildRequest:
     provenance: str | None = None
     sbom: str | None = None
     source_date_epoch: int | None = None  # BuildKit rewrites layer timestamps to it (reproducible images)
+    raw_progress: bool = False  # buildx's own `--progress=rawjson` lines, passed on as `raw` events
 
 
 @dataclass
@@ -101,7 +102,8 @@ class Step:
 class BuildEvent:
     """One thing that happened during a build: a new `step`, a line of `output`, or `done` with the image id."""
 
-    kind: Literal["step", "output", "cached", "done", "note"]  # note: one line about how the build runs
+    # note: one line about how the build runs; raw: a line of the builder's own rawjson stream, as it came
+    kind: Literal["step", "output", "cached", "done", "note", "raw"]
     text: str = ""
     image_id: str | None = None
 

@@ -124,7 +124,8 @@ class BuildxEngine(Backend):
 
     def command(self, request: BuildRequest, metadata_file: Path, oci_archive: Path | None = None) -> list[str]:
         """The exact command line (unit-tested)."""
-        cmd = [*self._cli(request), "buildx", "build", "--progress=plain", "--platform", ",".join(request.platforms),
+        mode = "rawjson" if request.raw_progress else "plain"
+        cmd = [*self._cli(request), "buildx", "build", f"--progress={mode}", "--platform", ",".join(request.platforms),
                "--file", str(request.context_dir / request.dockerfile), "--metadata-file", str(metadata_file)]
         if request.builder and not self._is_context(request):
             cmd += ["--builder", request.builder]
@@ -155,7 +156,8 @@ class BuildxEngine(Backend):
     def build(self, request: BuildRequest, log: StepLog) -> Iterator[BuildEvent]:
         with tempfile.TemporaryDirectory(prefix="bgeimg-meta-") as tmp:
             meta_file, archive = Path(tmp) / "metadata.json", Path(tmp) / "image.oci.tar"
-            yield from plain.run(self.command(request, meta_file, archive), log)
+            parser = plain.RawJsonProgress if request.raw_progress else plain.PlainProgress
+            yield from plain.run(self.command(request, meta_file, archive), log, parser=parser)
             meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
             if archive.is_file():
                 yield from self._load_and_push(archive, request, log)

@@ -1,11 +1,15 @@
-"""Reading BuildKit's `--progress=plain` output (shared by `docker build` with BuildKit and `docker buildx`).
+"""Reading BuildKit's `--progress=plain` output (shared by `docker build` with BuildKit and `docker buildx`), and
+buildx's `--progress=rawjson`.
 
-Each vertex is `#N [stage i/n] INSTRUCTION`; its lines follow as `#N 1.234 text`, and it ends with
+plain: each vertex is `#N [stage i/n] INSTRUCTION`; its lines follow as `#N 1.234 text`, and it ends with
 `#N CACHED`, `#N DONE 1.2s` or `#N ERROR: message`. Lines without `#` are the client's own final words.
+rawjson: one SolveStatus object a line: `vertexes` (digest, name, cached, error) and `logs` (vertex, base64 data).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import subprocess
@@ -65,9 +69,58 @@ class PlainProgress:
         self.log.tail = (self.log.tail + [line.strip()])[-12:]
 
 
-def run(cmd: list[str], log: StepLog, *, env: dict[str, str] | None = None) -> Iterator[BuildEvent]:
+class RawJsonProgress(PlainProgress):
+    """buildx's rawjson stream folded into the same StepLog; each status object is also passed on as it came (a
+    `raw` event), so `bgeimg build --progress rawjson` prints buildx's own stream. buildx indents its objects over
+    several lines: they are gathered until they parse. Other lines: as plain's (the client's final error)."""
+
+    def __init__(self, log: StepLog) -> None:
+        super().__init__(log)
+        self.pending = ""
+
+    def feed(self, line: str) -> Iterator[BuildEvent]:
+        if not self.pending and not line.startswith("{"):
+            yield from super().feed(line)
+            return
+        self.pending += line
+        if not line.rstrip().endswith("}"):
+            return  # an object still coming
+        try:
+            status = json.loads(self.pending)
+        except ValueError:
+            return  # a nested object closed, not the status
+        text, self.pending = self.pending.rstrip("\r\n"), ""
+        yield BuildEvent("raw", text)
+        if not isinstance(status, dict):
+            return
+        for vertex in status.get("vertexes") or []:
+            vid, name = vertex.get("digest"), vertex.get("name") or ""
+            if not vid or name.startswith(("[internal]", "[auth]")):
+                continue
+            if vid not in self.vertices:
+                yield self.log.step(name)
+                self.vertices[vid] = self.log.current  # type: ignore[assignment]
+            step = self.vertices[vid]
+            if vertex.get("cached") and not step.cached:
+                yield self.log.cached(step)
+            # a platform's failure cancels its siblings: plain shows those as `#N CANCELED`, not as errors
+            if vertex.get("error") and not step.failed and "context canceled" not in vertex["error"]:
+                self.errors.append(vertex["error"])
+                step.failed = True
+        for entry in status.get("logs") or []:
+            logged = self.vertices.get(entry.get("vertex"))
+            if logged is None:
+                continue
+            data = base64.b64decode(entry.get("data") or "").decode(errors="replace")
+            for piece in data.splitlines():
+                if piece.strip():
+                    yield self.log.output(piece, logged)
+
+
+def run(cmd: list[str], log: StepLog, *, env: dict[str, str] | None = None,
+        parser: type[PlainProgress] = PlainProgress) -> Iterator[BuildEvent]:
     """Run a BuildKit client command, yielding events line by line; BuildError when it exits non-zero."""
-    progress = PlainProgress(log)
+    progress = parser(log)
     full_env = {**os.environ, **(env or {})}
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,

@@ -68,7 +68,7 @@ def build(
         image=tags[0], extra_tags=tags[1:], engine=engine, builder=builder,
         build_args=builds.parse_build_args(build_arg or []), secrets=builds.parse_secrets(secret or []),
         provenance=provenance, sbom=sbom, metadata_file=metadata_file,
-        source_date_epoch=builds.source_date_epoch(Path.cwd()),
+        source_date_epoch=builds.source_date_epoch(Path.cwd()), raw_progress=progress == "rawjson",
         platforms=parse_list(platform), wheelhouse=wheelhouse, ca_bundle=ca_bundle,
         context_dir=context_dir, no_cache=no_cache, push=push, cache_from=list(cache_from or []),
         cache_to=list(cache_to or []), lock_file=lock or lock_path(resolved), update_lock=update_lock,
