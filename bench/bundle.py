@@ -21,13 +21,13 @@ import uuid
 from pathlib import Path
 
 import docker
-import zstandard
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from push import build  # noqa: E402
 
+from bgeimg.oci.zstd import CompressionParameter, ZstdFile  # noqa: E402
 from bgeimg.operate import bundle  # noqa: E402
 
 
@@ -42,7 +42,8 @@ def first_format(api, refs: list[str], output: Path) -> None:
                     fh.write(chunk)
             members.append({"refs": [ref], "file": f"images/{i}.tar", "size": path.stat().st_size})
         manifest = json.dumps({"format": "bgeimg-bundle/1", "images": members}).encode()
-        with output.open("wb") as raw, zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as zst, \
+        level = {CompressionParameter.compression_level: 3, CompressionParameter.nb_workers: os.cpu_count() or 1}
+        with output.open("wb") as raw, ZstdFile(raw, "w", options=level) as zst, \
                 tarfile.open(fileobj=zst, mode="w|") as tar:
             info = tarfile.TarInfo("manifest.json")
             info.size = len(manifest)

@@ -4,9 +4,11 @@
     python bench/rebuild.py --engine buildx --wheelhouse DIR --registry-cache 127.0.0.1:5000/bench/cache
 
 With --registry-cache REF (buildx): the app-change build also exports its cache to the registry
-(`--cache-to type=registry,ref=REF,mode=max`), the builder's whole build cache is pruned (`docker buildx prune
--af`: only on an engine you own, never a shared one), and a third build imports the cache from the registry
-(`--cache-from type=registry,ref=REF`): a fresh machine in CI rebuilding from the registry.
+(`--cache-to type=registry,ref=REF,mode=max`), the cache records the bench's builds made are pruned from the
+builder (by id: the rest of the cache stays), and a third build imports the cache from the registry
+(`--cache-from type=registry,ref=REF`): a fresh machine in CI rebuilding from the registry. So that no record
+of an earlier build can stand in for the imported ones, a nonce leads each stage (a `RUN echo` before the
+builder's first step, the user's uid in the runtime's).
 
 The cold build runs with --no-cache (dependencies installed, model copied); then one line of the app code
 changes and the image is rebuilt with the cache. Both go through bgeimg.build.run, the code `bgeimg build` runs.
@@ -26,6 +28,7 @@ import uuid
 from pathlib import Path
 
 from bgeimg import resources
+from bgeimg.build import builders
 from bgeimg.build import run as builds
 from bgeimg.profile import resolve
 
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.registry_cache and os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock") == \
             "unix:///var/run/docker.sock":
-        parser.error("--registry-cache prunes the builder's cache: point DOCKER_HOST at an engine of your own "
+        parser.error("--registry-cache needs a builder that exports a cache (not Docker 20.10's): point DOCKER_HOST at one "
                      "(the test bed's Docker 26: unix:///var/run/bgeimg-docker26.sock)")
 
     with tempfile.TemporaryDirectory(prefix="bgeimg-bench-") as tmp:
@@ -54,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         profile = resolve(args.profile, sets=sets).profile
 
         cache_ref = f"type=registry,ref={args.registry_cache}" if args.registry_cache else None
+        docker = os.environ.get("BGEIMG_DOCKER_CLI", "/usr/bin/docker")
+        if cache_ref:
+            nonce = uuid.uuid4().int % 40000
+            template = Path(tmp) / "nonce.Dockerfile.j2"
+            template.write_text('{% extends "Dockerfile.j2" %}\n{% block builder_system %}\n'
+                                f'RUN echo {nonce} > /etc/bgeimg-bench-nonce\n{{{{ super() }}}}\n{{% endblock %}}\n')
+            sets += [f"template={template}", f"user.uid={20000 + nonce}"]
+            profile = resolve(args.profile, sets=sets).profile
+            before = builders.cache_records(docker)
 
         def timed(no_cache: bool, cache_to: tuple[str, ...] = (), cache_from: tuple[str, ...] = ()) -> builds.BuildReport:
             options = builds.BuildOptions(image=f"{args.image}:latest", engine=args.engine,
@@ -68,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         warm = timed(no_cache=False, cache_to=(f"{cache_ref},mode=max",) if cache_ref else ())
         imported = None
         if cache_ref:
-            docker = os.environ.get("BGEIMG_DOCKER_CLI", "/usr/bin/docker")
-            subprocess.run([docker, "buildx", "prune", "-af"], check=True, capture_output=True)
+            made = {k: v for k, v in builders.cache_records(docker).items() if k not in before}
+            left = builders.prune_records(docker, made)
+            if left:
+                print(f"warning: {len(left)} of the {len(made)} cache records the builds made could not be pruned")
             subprocess.run([docker, "image", "rm", "-f", f"{args.image}:latest",
                             f"{args.image}:latest-{builds.host_platform().split('/')[1]}"], capture_output=True)
             imported = timed(no_cache=False, cache_from=(cache_ref,))
@@ -86,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     if imported is not None:
         isteps = imported.platforms[0].steps
         build_steps = [s for s in isteps if not s.name.startswith(("load ", "push ", "tag "))]
-        print(f"registry-cache    {imported.platforms[0].seconds:8.1f} s  (build cache pruned; "
+        print(f"registry-cache    {imported.platforms[0].seconds:8.1f} s  (its cache records pruned; "
               f"{sum(s.cached for s in build_steps)}/{len(build_steps)} steps cached from {args.registry_cache}; "
               f"ratio to cold {imported.platforms[0].seconds / cold_s:.3f})")
+        print(f"  not cached: {'; '.join(s.name[:60] for s in build_steps if not s.cached) or 'none'}")
     return 0 if ratio <= 0.05 else 1
 
 

@@ -8,17 +8,24 @@ trailer (it is the size modulo 4 GiB).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import itertools
 import os
 import posixpath
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
+
+from isal import isal_zlib
 
 from bgeimg.analyze.errors import AnalyzeInputError
-from bgeimg.oci.streams import CHUNK
+from bgeimg.oci.streams import CHUNK, ChunkStream
+from bgeimg.oci.zstd import ZstdError, ZstdFile
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -78,101 +85,99 @@ class LayerScan:
     tar_digest: str | None = None  # sha256 of the uncompressed tar (the diff_id) when scan_layer was asked for it
 
 
-class _CountingRaw(io.RawIOBase):
-    """Raw reader over a decompressor that counts the bytes it yields (the exact uncompressed tar length) and,
-    when given a hash, hashes them (the diff_id)."""
-
-    def __init__(self, src, hasher=None):
-        self.src = src
-        self.count = 0
-        self.hasher = hasher
-        self._into = getattr(src, "readinto", None)  # a plain stream: no copy through a bytes object
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        if self._into is not None:
-            n = self._into(b)
-        else:
-            data = self.src.read(len(b))
-            n = len(data)
-            b[:n] = data
-        self.count += n
-        if self.hasher is not None and n:
-            self.hasher.update(memoryview(b)[:n])
-        return n
+# isal's stub types its error as an instance; it is a class (igzip_lib.IsalError)
+ISAL_ERROR = cast("type[Exception]", isal_zlib.error)
+INFLATE_MAX = 1 << 19  # bytes of output per inflate call: memory stays bounded however well a layer compresses
 
 
-def _decompressor(fileobj, compression: str):
+def inflate(chunks, compression: str) -> Iterator[bytes]:
+    """The uncompressed bytes of a blob given as chunks ('gzip', 'zstd' or 'none'), as chunks."""
     if compression == "gzip":
-        return _Gzip(fileobj)
+        return _gunzip(chunks)
     if compression == "zstd":
-        return _Zstd(fileobj)
-    return fileobj
+        # every frame in turn; a frame cut short raises EOFError
+        return file_chunks(ZstdFile(io.BufferedReader(ChunkStream(chunks), CHUNK)), INFLATE_MAX)
+    return iter(chunks)
 
 
-class _Gzip:
-    """gzip members, one after another, inflated a chunk at a time by zlib, which checks each member's CRC and
-    length itself (gzip.GzipFile reads 8 KB at a time and computes the CRC again in Python: more than the inflate
-    costs). A stream cut short is an error; zero padding after the last member is allowed, as gzip allows it."""
-
-    def __init__(self, src):
-        self.src = src
-        self.obj = zlib.decompressobj(31)
-        self.tail = b""
-
-    def read(self, n: int = -1) -> bytes:
-        n = n if n > 0 else CHUNK
+def _gunzip(chunks) -> Iterator[bytes]:
+    """gzip members one after another, by ISA-L (about twice zlib's speed here; it releases the GIL, as zlib does,
+    and checks each member's CRC and length). A stream cut short is an error; zero padding after the last member is
+    allowed, as gzip allows it."""
+    obj = isal_zlib.decompressobj(31)
+    for data in chunks:
         while True:
-            if self.obj.eof:
-                rest = self.obj.unused_data.lstrip(b"\0")
-                while not rest:
-                    more = self.src.read(CHUNK)
-                    if not more:
-                        return b""
-                    rest = more.lstrip(b"\0")
-                self.obj, self.tail = zlib.decompressobj(31), rest
-            data = self.tail or self.src.read(CHUNK)
-            if not data:
-                raise EOFError("gzip stream ended before the end of its member")
-            out = self.obj.decompress(data, n)
-            self.tail = b"" if self.obj.eof else self.obj.unconsumed_tail
+            if obj.eof:
+                data = data.lstrip(b"\0")
+                if not data:
+                    break
+                obj = isal_zlib.decompressobj(31)
+            out = obj.decompress(data, INFLATE_MAX)
             if out:
-                return out
+                yield out
+            data = obj.unused_data if obj.eof else obj.unconsumed_tail
+            if not data and (obj.eof or len(out) < INFLATE_MAX):  # else output is still pending: ask again
+                break
+    if not obj.eof:
+        raise EOFError("gzip stream ended before the end of its member")
 
 
-class _Zstd:
-    """zstd frames, one after another, as a stream; a frame cut short is an error (zstandard's stream_reader
-    ends quietly on truncated input)."""
+def file_chunks(f, size: int = CHUNK) -> Iterator[bytes]:
+    """A file object read front to back, as chunks."""
+    return iter(lambda: f.read(size), b"")
 
-    def __init__(self, src):
-        import zstandard
 
-        self._new = zstandard.ZstdDecompressor().decompressobj
-        self.src = src
-        self.obj = self._new()
-        self.buf = b""
-        self.started = False
+class Tape:
+    """A stream of chunks as the tar walk reads it: `read(n)` for headers and the few files kept, `skip(n)` to pass
+    file data without copying it. Every byte is counted (the exact tar length) and, given a hash, hashed (the
+    diff_id) once, a whole chunk at a time as it arrives (hashlib and the inflate release the GIL on chunks)."""
 
-    def read(self, n: int = -1) -> bytes:
-        while not self.buf:
-            chunk = self.src.read(CHUNK)
-            if not chunk:
-                if self.started and not self.obj.eof:
-                    raise EOFError("zstd stream ended before the end of its frame")
-                return b""
-            while chunk:
-                if self.obj.eof:
-                    self.obj = self._new()
-                self.started = True
-                self.buf += self.obj.decompress(chunk)
-                chunk = self.obj.unused_data if self.obj.eof else b""
-        if n < 0 or n >= len(self.buf):
-            out, self.buf = self.buf, b""
-        else:
-            out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+    def __init__(self, chunks, hasher=None):
+        self._chunks = iter(chunks)
+        self.hasher = hasher
+        self.count = 0
+        self._buf = b""
+        self._pos = 0
+
+    def _more(self) -> bool:
+        for chunk in self._chunks:
+            if chunk:
+                self.count += len(chunk)
+                if self.hasher is not None:
+                    self.hasher.update(chunk)
+                self._buf, self._pos = chunk, 0
+                return True
+        return False
+
+    def read(self, n: int) -> bytes:
+        end = self._pos + n
+        if end <= len(self._buf):  # within the chunk at hand: the common case
+            out = self._buf[self._pos:end]
+            self._pos = end
+            return out
+        parts = [self._buf[self._pos:]]
+        got = len(parts[0])
+        self._buf, self._pos = b"", 0
+        while got < n and self._more():
+            take = self._buf[:n - got]
+            parts.append(take)
+            got += len(take)
+            self._pos = len(take)
+        return b"".join(parts)
+
+    def skip(self, n: int) -> None:
+        while n > len(self._buf) - self._pos:
+            n -= len(self._buf) - self._pos
+            self._buf, self._pos = b"", 0
+            if not self._more():
+                raise TarCorrupt("unexpected end of data")
+        self._pos += n
+
+    def drain(self) -> None:
+        """Read to the end (the zero blocks and padding after the end marker count too)."""
+        self._buf, self._pos = b"", 0
+        while self._more():
+            pass
 
 
 class TarCorrupt(ValueError):
@@ -184,39 +189,58 @@ def scan_layer(fileobj, *, size: int | None = None, seekable: bool = False, what
     """Scan a layer blob. `fileobj` must support `peek` (a BufferedReader) so the magic bytes can be sniffed.
 
     A seekable plain tar of known `size` is walked header to header (file data is skipped by seeking); anything
-    else is read once, front to back, and every byte counted (and hashed into `tar_digest` with `digest`)."""
+    else is read once, front to back (`scan_chunks`)."""
     head = fileobj.peek(512)[:512]
-    compression = sniff(head)
-    if compression is None:
-        raise AnalyzeInputError(f"{what} is not a tar, gzip or zstd layer")
-    scan = LayerScan(compression=compression)
-    try:
-        if compression == "none" and seekable and size is not None and not digest:
+    if compression_of(head, what) == "none" and seekable and size is not None and not digest:
+        scan = LayerScan(compression="none")
+        with _corrupt(what):
             start = fileobj.tell()
             _walk(fileobj, scan, seekable=True, probe=probe)
             if fileobj.tell() - start > size:
                 raise TarCorrupt("unexpected end of data")
-            scan.tar_size = size
-        else:
-            raw = _CountingRaw(_decompressor(fileobj, compression), hashlib.sha256() if digest else None)
-            stream = io.BufferedReader(raw, CHUNK)
-            _walk(stream, scan, seekable=False, probe=probe)
-            scratch = bytearray(CHUNK)
-            while stream.readinto(scratch):  # the zero blocks and padding after the end marker count too
-                pass
-            scan.tar_size = raw.count
-            if raw.hasher is not None:
-                scan.tar_digest = "sha256:" + raw.hasher.hexdigest()
+        scan.tar_size = size
+        return scan
+    return scan_chunks(file_chunks(fileobj), what=what, probe=probe, digest=digest)
+
+
+def compression_of(head: bytes, what: str) -> str:
+    compression = sniff(head)
+    if compression is None:
+        raise AnalyzeInputError(f"{what} is not a tar, gzip or zstd layer")
+    return compression
+
+
+def scan_chunks(chunks, *, what: str = "layer", probe: bool = False, digest: bool = False) -> LayerScan:
+    """Scan a layer blob given as chunks (a registry blob, a layer in a stream): read once, front to back, every
+    uncompressed byte counted (and hashed into `tar_digest` with `digest`)."""
+    chunks = iter(chunks)
+    first = b""
+    for chunk in chunks:  # enough bytes to tell the compression (a network chunk can be short)
+        first += chunk
+        if len(first) >= 512:
+            break
+    scan = LayerScan(compression=compression_of(first[:512], what))
+    with _corrupt(what):
+        tape = Tape(inflate(itertools.chain((first,), chunks), scan.compression),
+                    hashlib.sha256() if digest else None)
+        _walk(tape, scan, seekable=False, probe=probe)
+        tape.drain()
+        scan.tar_size = tape.count
+        if tape.hasher is not None:
+            scan.tar_digest = "sha256:" + tape.hasher.hexdigest()
+    return scan
+
+
+@contextlib.contextmanager
+def _corrupt(what: str):
+    """A broken layer as one line (exit 2), whichever reader noticed."""
+    try:
+        yield
     except AnalyzeInputError:
         raise
-    except (EOFError, OSError, ValueError, zlib.error) as exc:
+    except (EOFError, OSError, ValueError, zlib.error, ISAL_ERROR, ZstdError) as exc:
         raise AnalyzeInputError(f"{what} is truncated or corrupt ({type(exc).__name__}: {exc})",
                                 "re-create the archive, e.g. with `docker save -o FILE IMAGE`") from None
-    except Exception as exc:  # zstandard.ZstdError and friends
-        if type(exc).__module__.startswith("zstandard"):
-            raise AnalyzeInputError(f"{what} is truncated or corrupt (zstd: {exc})") from None
-        raise
-    return scan
 
 
 ZERO_BLOCK = bytes(512)
@@ -244,32 +268,11 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
-def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
-    """Walk tar headers (ustar, GNU long names, PAX), skipping file data. Faster than tarfile by avoiding a
-    TarInfo per member; layers of venvs hold tens of thousands of files."""
-    files, dirs = scan.files, scan.dirs
-    read = f.read
-
-    scratch = memoryview(bytearray(0 if seekable else CHUNK))
-    readinto = getattr(f, "readinto", None)
-
-    def skip(n: int) -> None:
-        if seekable:
-            f.seek(n, 1)
-            return
-        while n > 0:  # into one scratch buffer: skipped data costs a copy, not an allocation per chunk
-            got = readinto(scratch[:min(n, CHUNK)]) if readinto else len(read(min(n, CHUNK)))
-            if not got:
-                raise TarCorrupt("unexpected end of data")
-            n -= got
-
-    def data(n: int) -> bytes:
-        block = read(n)
-        if len(block) < n:
-            raise TarCorrupt("unexpected end of data")
-        skip(-n & _PAD)
-        return block
-
+def tar_entries(read, skip) -> Iterator[tuple[str, str | None, bytes, int, bytes]]:
+    """The entries of a tar read front to back (ustar with its name prefix, GNU long names, PAX), without a TarInfo
+    per entry (layers of venvs hold tens of thousands): (name, link name from a long-name record or None, type
+    flag, data size, the 512-byte header). The caller reads or skips each entry's data and padding (`skip`) before
+    the next. Used for layers and for the outer `docker save` tar alike."""
     pending: dict[str, str] = {}
     first = True
     while True:
@@ -288,7 +291,10 @@ def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
         kind = hdr[156:157]
         size = _octal(hdr[124:136])
         if kind in (b"x", b"g", b"L", b"K"):
-            payload = data(size)
+            payload = read(size)
+            if len(payload) < size:
+                raise TarCorrupt("unexpected end of data")
+            skip(-size & _PAD)
             if kind == b"x" and (b"path=" in payload or b"size=" in payload):  # else only times/xattrs
                 pending.update(_pax(payload))
             elif kind == b"L":
@@ -309,6 +315,30 @@ def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
             if hdr[257:262] == b"ustar" and hdr[345]:
                 prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
                 name = prefix + "/" + name
+        yield name, linkname, kind, size, hdr
+
+
+def link_name(linkname: str | None, hdr: bytes) -> str:
+    """An entry's link target: the long-name record's, else the header's."""
+    if linkname is not None:
+        return linkname
+    return hdr[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
+    """Walk a layer's tar headers, skipping file data, keeping what LayerScan holds."""
+    files, dirs = scan.files, scan.dirs
+    read = f.read
+    skip = f.skip if not seekable else lambda n: f.seek(n, 1)  # a Tape passes data without copying it
+
+    def data(n: int) -> bytes:
+        block = read(n)
+        if len(block) < n:
+            raise TarCorrupt("unexpected end of data")
+        skip(-n & _PAD)
+        return block
+
+    for name, linkname, kind, size, hdr in tar_entries(read, skip):
         path = norm(name)
         parent, _, base = path.rpartition("/")
         has_data = kind in (b"0", b"\0", b"7")
@@ -334,9 +364,7 @@ def _walk(f, scan: LayerScan, seekable: bool, probe: bool = False) -> None:
             elif n:
                 skip(n + (-n & _PAD))
         elif kind == b"2":
-            if linkname is None:
-                linkname = hdr[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            n = len(linkname.encode("utf-8", "surrogateescape"))  # what lstat reports: the engine counts it
+            n = len(link_name(linkname, hdr).encode("utf-8", "surrogateescape"))  # what lstat reports: the engine counts it
             scan.symlinks.add(path)
         else:
             n = 0  # hard links (counted once, at their target), devices, fifos

@@ -10,18 +10,17 @@ names, as `docker pull` does; either mismatch is an outside failure (exit 3). La
 
 from __future__ import annotations
 
-import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 from bgeimg.analyze.cache import LayerCache
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
 from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
-from bgeimg.analyze.layers import LayerScan, scan_layer
+from bgeimg.analyze.layers import LayerScan, scan_chunks
 from bgeimg.oci.mediatypes import INDEX_TYPES
-from bgeimg.oci.streams import CHUNK, ChunkStream
 
-WORKERS = 3  # layers streamed at once: the network, the hashes and zlib run outside the GIL, the tar walk in it
+STREAM_CHUNK = 1 << 19  # half a MB: per-thread buffers stay small (peak RSS), calls stay few
+WORKERS = 3  # layers streamed at once: the network, the hashes and the inflate run outside the GIL, the tar walk in it
 
 
 def media_compression(media_type: str | None) -> str:
@@ -103,10 +102,9 @@ def from_registry(ref: str, platform: str | None = None, probe: bool = False,
 
 def _stream_layer(client, repo: str, ld: LayerData, probe: bool, what: str) -> LayerScan:
     """One pass over a layer blob: digest checked by iter_blob when the blob ends, diff_id checked here."""
-    chunks = client.iter_blob(repo, ld.digest, chunk_size=CHUNK)
+    chunks = client.iter_blob(repo, ld.digest, chunk_size=STREAM_CHUNK)
     try:
-        scan = scan_layer(io.BufferedReader(ChunkStream(chunks), CHUNK), what=f"layer {ld.digest} of {what}",
-                          probe=probe, digest=True)
+        scan = scan_chunks(chunks, what=f"layer {ld.digest} of {what}", probe=probe, digest=True)
     except AnalyzeInputError:
         for _ in chunks:  # bytes that do not match their digest explain a broken layer better: finish the check
             pass

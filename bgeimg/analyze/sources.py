@@ -17,6 +17,8 @@ import json
 import os
 import posixpath
 import tarfile
+import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,23 @@ from typing import Any
 from bgeimg.analyze.cache import LayerCache
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
 from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
-from bgeimg.analyze.layers import LayerScan, Window, _decompressor, _octal, _pax, scan_layer, sniff
+from bgeimg.analyze.layers import (
+    ISAL_ERROR,
+    LayerScan,
+    TarCorrupt,
+    Window,
+    file_chunks,
+    inflate,
+    link_name,
+    scan_layer,
+    sniff,
+    tar_entries,
+)
 from bgeimg.oci.docker import EngineUnavailable, api_client
 from bgeimg.oci.platform import platform_matches, platform_str
 from bgeimg.oci.reference import is_host
 from bgeimg.oci.streams import CHUNK, ChunkStream
+from bgeimg.oci.zstd import ZstdError
 
 JSON_MAX = 64 << 20
 TRANSPORTS = {"docker-archive": "archive", "oci-archive": "archive", "oci": "oci", "docker-daemon": "engine",
@@ -43,14 +57,6 @@ def _loads(data: bytes, what: str):
 
 
 # ---- archives (docker save, legacy and OCI) and the engine's save stream ----------------------------------------
-
-@dataclass
-class _Member:
-    name: str
-    kind: bytes  # tar type flag: b"0" regular, b"1" hard link, b"2" symlink, ...
-    size: int
-    linkname: str
-
 
 @dataclass
 class _ArchiveContents:
@@ -112,13 +118,9 @@ class _Bounded(io.RawIOBase):
         return n
 
 
-def _stream_members(f):
-    """The members of a tar read front to back (`docker save` from the engine, a compressed archive): yields each
-    member after its header; the caller reads what it wants of the next `size` bytes through `_Bounded`, and the
-    rest of the member is skipped here. tarfile's stream mode copies every byte twice more, this does not."""
+def _skipper(f):
+    """skip(n) for a stream read front to back: into one scratch buffer, no allocation per chunk."""
     scratch = memoryview(bytearray(CHUNK))
-    pending: dict[str, str] = {}
-    first = True
 
     def skip(n: int) -> None:
         while n > 0:
@@ -127,82 +129,56 @@ def _stream_members(f):
                 raise EOFError("unexpected end of data")
             n -= got
 
-    while True:
-        hdr = f.read(512)
-        if len(hdr) < 512:
-            if not hdr:
-                return
-            raise EOFError("unexpected end of data")
-        if hdr == bytes(512):
-            return
-        if first:
-            first = False
-            chk = hdr[148:156].split(b"\0", 1)[0].strip(b" ")
-            if not chk or int(chk, 8) != sum(hdr) - sum(hdr[148:156]) + 256:
-                raise tarfile.ReadError("bad tar header checksum")
-        kind, size = hdr[156:157], _octal(hdr[124:136])
-        pad = -size & 511
-        if kind in (b"x", b"g", b"L", b"K"):
-            payload = f.read(size)
-            if len(payload) < size:
-                raise EOFError("unexpected end of data")
-            skip(pad)
-            if kind == b"x":
-                pending.update(_pax(payload))
-            elif kind == b"L":
-                pending["path"] = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
-            elif kind == b"K":
-                pending["linkpath"] = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
-            continue
-        name = pending.get("path") or hdr[0:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        if "path" not in pending and hdr[257:262] == b"ustar" and hdr[345]:
-            name = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") + "/" + name
-        linkname = pending.get("linkpath") or hdr[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        if "size" in pending:
-            size = int(pending["size"])
-            pad = -size & 511
-        pending = {}
-        body = _Bounded(f, size)
-        yield _Member(name, kind, size, linkname), body
-        skip(body.left + pad)
+    return skip
 
 
 def _walk_archive(fileobj, seekable: bool, what: str, total: int | None = None,
                   probe: bool = False) -> _ArchiveContents:
-    """One pass over the outer tar. On a file on disk (`seekable`), layer members are noted (offset, size) and
-    read in place with pread when the manifest names them; in a stream, every layer-looking member is scanned as
-    it passes (the legacy layout puts manifest.json last)."""
+    """One pass over the outer tar (layers.tar_entries, as for the layers inside it). On a file on disk
+    (`seekable`), layer members are noted (offset, size) and read in place with pread when the manifest names
+    them; in a stream, every layer-looking member is scanned as it passes (the legacy layout puts manifest.json
+    last)."""
     out = _ArchiveContents(probe=probe, what=what)
-    fd = fileobj.fileno() if seekable else -1
     try:
         if seekable:
-            out.fd = fd
-            tf = tarfile.open(fileobj=fileobj, mode="r:", bufsize=CHUNK)
-            members = ((_Member(ti.name, ti.type, ti.size, ti.linkname), ti.offset_data) for ti in iter(tf.next, None))
+            out.fd = fd = fileobj.fileno()
+            f = Window(fd, 0, total if total is not None else os.fstat(fd).st_size)
+
+            def skip(n: int) -> None:
+                f.seek(n, 1)
         else:
-            members = _stream_members(fileobj)
-        for m, where in members:
-            name = posixpath.normpath(m.name).lstrip("/")
-            if m.kind == tarfile.SYMTYPE:
-                out.links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname)).lstrip("/")
-            elif m.kind == tarfile.LNKTYPE:
-                out.links[name] = posixpath.normpath(m.linkname).lstrip("/")
-            elif m.kind in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
-                f: Any = Window(fd, where, m.size) if seekable else io.BufferedReader(where, CHUNK)  # both peek
-                head = f.peek(512)[:512]
-                out.sizes[name] = m.size
-                kind = sniff(head) if m.size else None
-                if m.size <= JSON_MAX and (head[:1] in (b"{", b"[") or name.endswith((".json", "repositories"))):
-                    out.jsons[name] = f.read()
-                elif kind and seekable:
-                    out.spans[name] = (where, m.size, kind)
-                elif kind:
-                    out.layers[name] = scan_layer(f, size=m.size, what=f"layer {name} of {what}", probe=probe)
-        if seekable and total is not None and tf.offset > total:
-            raise tarfile.ReadError("unexpected end of data")
+            f, skip = fileobj, _skipper(fileobj)
+        for m_name, m_link, kind, size, hdr in tar_entries(f.read, skip):
+            name = posixpath.normpath(m_name).lstrip("/")
+            body: Any = None
+            if kind == tarfile.SYMTYPE:
+                target = link_name(m_link, hdr)
+                out.links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), target)).lstrip("/")
+            elif kind == tarfile.LNKTYPE:
+                out.links[name] = posixpath.normpath(link_name(m_link, hdr)).lstrip("/")
+            elif kind in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
+                where = f.tell() if seekable else 0
+                body = Window(fd, where, size) if seekable else _Bounded(f, size)
+                m = body if seekable else io.BufferedReader(body, CHUNK)  # both peek
+                head = m.peek(512)[:512]
+                out.sizes[name] = size
+                compression = sniff(head) if size else None
+                if size <= JSON_MAX and (head[:1] in (b"{", b"[") or name.endswith((".json", "repositories"))):
+                    out.jsons[name] = m.read()
+                elif compression and seekable:
+                    out.spans[name] = (where, size, compression)
+                elif compression:
+                    out.layers[name] = scan_layer(m, size=size, what=f"layer {name} of {what}", probe=probe)
+            pad = -size & 511
+            if seekable:
+                f.seek(size + pad, 1) if body is None else f.seek(body.start + size + pad)
+            else:
+                skip((body.left if body is not None else size) + pad)
+        if seekable and f.tell() > f.end:
+            raise TarCorrupt("unexpected end of data")
     except AnalyzeInputError:
         raise
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (EOFError, OSError, ValueError, zlib.error, ISAL_ERROR, ZstdError) as exc:
         raise AnalyzeInputError(f"{what} is truncated or corrupt ({exc})",
                                 "re-create it, e.g. `docker save -o FILE IMAGE`") from None
     return out
@@ -226,6 +202,11 @@ def _from_contents(c: _ArchiveContents, ref: str, source: str, want: str | None,
         if len(entries) > 1:
             warnings.append(f"{what} holds {len(entries)} images; analysed {', '.join(entry.get('RepoTags') or [])}")
         cfg_name = c.resolve(entry["Config"])
+        if cfg_name not in c.jsons and source == "engine":  # the engine sent a manifest for content it lacks
+            raise AnalyzeInputError(f"{what}: the engine exported no config or layers for it (a containerd image "
+                                    "store can keep an image whose content it discarded after unpacking)",
+                                    f"pull it again with `docker pull {ref}`, or analyze it from its registry "
+                                    f"with `bgeimg analyze registry:{ref}`")
         if cfg_name not in c.jsons:
             raise AnalyzeInputError(f"{what}: config {entry['Config']} named in manifest.json is missing (truncated?)")
         config = _loads(c.jsons[cfg_name], f"config of {what}")
@@ -306,23 +287,10 @@ def from_archive(path: Path, want: str | None = None, probe: bool = False,
         if kind == "none":
             contents = _walk_archive(raw, True, what, total=path.stat().st_size, probe=probe)
         else:  # `docker save | gzip` (or zstd): read it as one stream
-            stream = io.BufferedReader(_RawReader(_decompressor(raw, kind)), CHUNK)
+            stream = io.BufferedReader(ChunkStream(inflate(file_chunks(raw), kind)), CHUNK)
             contents = _walk_archive(stream, False, what, probe=probe)
         contents.cache = cache  # read, never written: see bgeimg.analyze.cache
         return _from_contents(contents, str(path), "archive", want, what)
-
-
-class _RawReader(io.RawIOBase):
-    def __init__(self, f):
-        self.f = f
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self.f.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 def from_oci_dir(path: Path, want: str | None = None, probe: bool = False,
@@ -370,21 +338,81 @@ def engine_has(api, ref: str) -> bool:
     return engine_inspect(api, ref) is not None
 
 
-def _from_engine_cache(ref: str, info: dict, want: str | None, probe: bool, cache: LayerCache) -> ImageData | None:
-    """The image from the cache alone, when its config and every layer were seen: no `docker save`."""
+def _from_engine_cache(api, ref: str, info: dict, want: str | None, probe: bool,
+                       cache: LayerCache) -> ImageData | None:
+    """The image from the cache alone, when every layer was seen: no `docker save`. The config is the cached one
+    when this image was read before; otherwise (a relabelled or re-tagged build on cached layers) it is rebuilt
+    from the inspect and the engine's history (`_engine_config`)."""
     diff_ids = (info.get("RootFS") or {}).get("Layers") or []
-    raw = cache.get_config(info.get("Id"))
-    if raw is None or not all(cache.has_scan(d, probe) for d in diff_ids):
+    if not all(cache.has_scan(d, probe) for d in diff_ids):
         return None
     scans = [cache.get_scan(d, probe) for d in diff_ids]
     if any(scan is None for scan in scans):
         return None
-    config = _loads(raw, f"config of image {ref}")
-    if (config.get("rootfs") or {}).get("diff_ids") != diff_ids:
+    raw = cache.get_config(info.get("Id"))
+    config = _loads(raw, f"config of image {ref}") if raw is not None else \
+        _engine_config(api, info, [scan.size for scan in scans if scan is not None])
+    if config is None or (config.get("rootfs") or {}).get("diff_ids") != diff_ids:
         return None
     return ImageData(ref=ref, source="engine", platform=check_platform(config, want, f"image {ref}"), config=config,
                      config_digest=info["Id"], layers=[LayerData(diff_id=d, scan=scan)
                                                        for d, scan in zip(diff_ids, scans)])
+
+
+def _engine_config(api, info: dict, sizes: list[int]) -> dict | None:
+    """What the report reads of an image config, from the inspect (config, platform, diff_ids) and the history API
+    (`created_by`, `comment`, `created` to the second). The API leaves out `empty_layer` but gives each entry's
+    layer size, 0 for an empty entry (content bytes on 20.10, disk usage on a containerd store): an entry with a
+    size made a layer; an image where the zero-size entries can be matched to its layers in more than one way
+    (a layer with no content next to empty entries) gets None, so the caller reads the real config."""
+    import docker
+
+    try:
+        items = list(reversed(api.history(info["Id"])))  # oldest first
+    except docker.errors.APIError:
+        return None
+    flags = _layer_entries([int(h.get("Size") or 0) for h in items], sizes)
+    if flags is None:
+        return None
+    history = []
+    for h, is_layer in zip(items, flags):
+        entry = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(h.get("Created") or 0))),
+                 "created_by": h.get("CreatedBy") or ""}
+        if h.get("Comment"):
+            entry["comment"] = h["Comment"]
+        if not is_layer:
+            entry["empty_layer"] = True
+        history.append(entry)
+    config = {"architecture": info.get("Architecture"), "os": info.get("Os"), "created": info.get("Created"),
+              "config": info.get("Config") or {}, "container_config": info.get("ContainerConfig") or {},
+              "rootfs": {"type": "layers", "diff_ids": (info.get("RootFS") or {}).get("Layers") or []},
+              "history": history}
+    if info.get("Variant"):
+        config["variant"] = info["Variant"]
+    return config
+
+
+def _layer_entries(entry_sizes: list[int], layer_sizes: list[int]) -> list[bool] | None:
+    """Which history entries made a layer, given each entry's size (0 when empty) and each layer's content size in
+    order: the only assignment that fits, or None when there is none or more than one."""
+    if not entry_sizes:
+        return [] if not layer_sizes else None
+    m, n = len(entry_sizes), len(layer_sizes)
+    ways = [[0] * (n + 2) for _ in range(m + 2)]  # ways[i][k]: fits of entries i.. to layers k.. (capped at 2)
+    ways[m][n] = 1
+    for i in range(m - 1, -1, -1):
+        for k in range(n, -1, -1):
+            fits = k < n and (entry_sizes[i] > 0 or layer_sizes[k] == 0)
+            layer = ways[i + 1][k + 1] if fits else 0
+            ways[i][k] = min(2, layer + (ways[i + 1][k] if entry_sizes[i] == 0 else 0))
+    if ways[0][0] != 1:
+        return None
+    flags, k = [], 0
+    for i, size in enumerate(entry_sizes):
+        is_layer = k < n and (size > 0 or layer_sizes[k] == 0) and ways[i + 1][k + 1] == 1
+        flags.append(is_layer)
+        k += is_layer
+    return flags
 
 
 def from_engine(ref: str, want: str | None = None, api=None, probe: bool = False, cache: LayerCache | None = None,
@@ -399,7 +427,7 @@ def from_engine(ref: str, want: str | None = None, api=None, probe: bool = False
         raise AnalyzeInputError(f"unknown image {ref}: not in the local engine",
                                 "check `docker images`, or read it from a registry with registry:REF")
     if cache:
-        cached = _from_engine_cache(ref, info, want, probe, cache)
+        cached = _from_engine_cache(api, ref, info, want, probe, cache)
         if cached is not None:
             return cached
     try:

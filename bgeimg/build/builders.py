@@ -80,3 +80,39 @@ def image_store(info: dict) -> str:
 def builds_many_at_once(builder: Builder, store: str) -> bool:
     """Whether one `buildx build` may carry several platforms: any driver but docker, or docker on containerd."""
     return builder.driver != "docker" or store == "containerd"
+
+
+# ---- the build cache, record by record (the registry-cache bench and test prune only what they made) ----
+
+
+def parse_du(text: str) -> dict[str, str]:
+    """`docker buildx du --verbose`: each record's id -> when it was made (its `Created at:` text)."""
+    records: dict[str, str] = {}
+    current = ""
+    for line in text.splitlines():
+        if line.startswith("ID:"):
+            current = line.split()[1]
+            records[current] = ""
+        elif line.startswith("Created at:") and current:
+            records[current] = line.split(":", 1)[1].strip()
+    return records
+
+
+def cache_records(docker: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    out = subprocess.run([docker, "buildx", "du", "--verbose"], capture_output=True, text=True, timeout=120,
+                         env=env, check=True)
+    return parse_du(out.stdout)
+
+
+def prune_records(docker: str, records: dict[str, str], env: dict[str, str] | None = None) -> set[str]:
+    """Prune exactly `records` (id -> created), never the rest of the cache; returns the ids still there.
+    The filter takes one id per call, and a record goes only once its children have: newest first, in passes."""
+    left = set(records)
+    for _ in range(3):
+        for record in sorted(left, key=records.__getitem__, reverse=True):
+            subprocess.run([docker, "buildx", "prune", "-af", "--filter", f"id={record}"], capture_output=True,
+                           timeout=120, env=env)
+        left &= set(cache_records(docker, env))
+        if not left:
+            break
+    return left

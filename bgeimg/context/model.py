@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgeimg.errors import ModelError, OutsideError
+from bgeimg.oci.streams import sha256_file
 from bgeimg.profile import ModelSpec
 
 # Never needed by the server: other runtimes' exports, repo metadata, docs and images.
@@ -51,12 +51,6 @@ def wanted(relpaths: list[str], *, onnx: bool = False) -> list[str]:
     return sorted(keep)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def copy_local(spec: ModelSpec, dest: Path, *, onnx: bool = False) -> ModelFiles:
@@ -72,7 +66,7 @@ def copy_local(spec: ModelSpec, dest: Path, *, onnx: bool = False) -> ModelFiles
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         _link_or_copy(src / name, target)  # same inode/mtime: BuildKit does not resend unchanged weights
-        result.files[name] = _sha256(target)
+        result.files[name] = sha256_file(target)
         result.sizes[name] = target.stat().st_size
     return result
 
@@ -141,7 +135,7 @@ def fetch_hf(spec: ModelSpec, dest: Path, *, endpoint: str | None = None, token:
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(source.resolve(), target)
-            result.files[name] = _sha256(target)
+            result.files[name] = sha256_file(target)
             result.sizes[name] = target.stat().st_size
     except ModelError:
         raise

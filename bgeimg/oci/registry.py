@@ -12,7 +12,9 @@ Secrets are never put into messages, reprs or logs.
 TLS: CAs and client certificates are read from `/etc/docker/certs.d/<host[:port]>/` as dockerd does
 (`BGEIMG_CERTS_D` overrides the directory). A registry given as `http://host` is spoken to in plain HTTP; a
 loopback host without a scheme is tried over HTTPS first and then HTTP, as dockerd treats 127.0.0.0/8.
-Connection errors and 5xx/429 answers are retried with exponential backoff.
+Reads (GET, HEAD) are retried by urllib3's `Retry` on connection errors and 5xx/429 answers: exponential backoff
+with jitter, and a `Retry-After` header honoured. Writes are retried here only when their body can be sent again;
+a blob upload cut short restarts from a new upload session (`upload_blob`), which no HTTP library does.
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from bgeimg.errors import OutsideError
 from bgeimg.oci.mediatypes import ACCEPT, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
 from bgeimg.oci.reference import DOCKER_HUB, DOCKER_HUB_API, DOCKER_HUB_AUTH_KEY, check_digest
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
+READ_METHODS = frozenset({"GET", "HEAD"})
 DEFAULT_CERTS_D = "/etc/docker/certs.d"
 
 
@@ -235,6 +240,9 @@ class RegistryClient:
         self._sleep = sleep
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "bgeimg"
+        adapter = HTTPAdapter(max_retries=read_retry(retries, backoff), pool_maxsize=16)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
         self._configure_tls()
         self._base: str | None = None
         self._challenge: tuple[str, dict[str, str]] | None = None
@@ -256,9 +264,13 @@ class RegistryClient:
             system = Path("/etc/ssl/certs/ca-certificates.crt")
             bundle = system.read_text() if system.exists() else ""
             bundle += "\n".join(p.read_text() for p in cas)
-            fd, path = tempfile.mkstemp(prefix="bgeimg-ca-", suffix=".pem")
-            with os.fdopen(fd, "w") as fh:
-                fh.write(bundle)
+            # Named by content: every client of this registry shares one file instead of leaving one per client.
+            path = str(Path(tempfile.gettempdir()) / f"bgeimg-ca-{hashlib.sha256(bundle.encode()).hexdigest()[:16]}.pem")
+            if not os.path.exists(path):
+                fd, part = tempfile.mkstemp(prefix="bgeimg-ca-", suffix=".part")
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(bundle)
+                os.replace(part, path)
             self.session.verify = path
         for cert in sorted(d.glob("*.cert")):
             key = cert.with_suffix(".key")
@@ -278,11 +290,13 @@ class RegistryClient:
         return self._creds
 
     def _send(self, method: str, url: str, **kw) -> requests.Response:
-        """One HTTP exchange with retries on connection errors and 5xx/429 (not on 4xx)."""
+        """One HTTP exchange. Reads are retried inside urllib3 (the session's adapter); a write is retried here on
+        connection errors and 5xx/429, and only when its body can be sent again (never on 4xx)."""
         kw.setdefault("timeout", self.timeout)
         kw.setdefault("allow_redirects", True)
         # Per request: requests lets $REQUESTS_CA_BUNDLE override a session's `verify` (psf/requests#3829).
         kw.setdefault("verify", self.session.verify)
+        read = method.upper() in READ_METHODS
         attempt = 0
         while True:
             try:
@@ -291,10 +305,16 @@ class RegistryClient:
                 raise RegistryError(f"TLS with {self.host} failed: {_short(exc)}",
                                     hint=f"put the registry's CA in {self.certs_dir / self.host}/ca.crt") from None
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt >= self.retries or not _replayable(kw.get("data")):
+                if read or attempt >= self.retries or not _replayable(kw.get("data")):
+                    tries = self.retries + 1 if read else attempt + 1
+                    self.stats.retries += tries - 1 if read else 0
                     raise RegistryError(f"cannot reach registry {self.host} ({method} {_safe_url(url)}): "
-                                        f"{_short(exc)}", hint=f"gave up after {attempt + 1} attempt{'s' if attempt else ''}") from None
+                                        f"{_short(exc)}", hint=f"gave up after {tries} attempt{'s' if tries > 1 else ''}") from None
             else:
+                if read:
+                    done = getattr(resp.raw, "retries", None)
+                    self.stats.retries += len(done.history) if done is not None else 0
+                    return resp
                 if resp.status_code not in RETRY_STATUS or attempt >= self.retries or not _replayable(kw.get("data")):
                     return resp
                 resp.close()
@@ -644,6 +664,17 @@ class _CountingReader:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def read_retry(retries: int, backoff: float) -> Retry:
+    """urllib3's retry policy for registry reads: `retries` more tries on a refused or reset connection, a read
+    timeout or a 5xx/429 answer, waiting backoff x 2^n with up to half of `backoff` of jitter (so clients cut off
+    together do not come back together), or what the registry's Retry-After asks (429/503), at most 60 s. The last
+    answer is returned rather than raised, so the caller's status handling says what the registry said."""
+    return Retry(total=retries, connect=retries, read=retries, status=retries, other=0, redirect=False,
+                 allowed_methods=READ_METHODS, status_forcelist=RETRY_STATUS, backoff_factor=backoff,
+                 backoff_jitter=backoff / 2, backoff_max=60, respect_retry_after_header=True,
+                 raise_on_status=False, raise_on_redirect=False)
 
 
 def _replayable(data: Any) -> bool:

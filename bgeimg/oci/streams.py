@@ -3,8 +3,10 @@ file object that tarfile, gzip and zstd can read."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable
+from pathlib import Path
 
 CHUNK = 1 << 20
 
@@ -42,3 +44,12 @@ class Counting:
         if data:
             self._advance(len(data))
         return data
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read a chunk at a time (model files and bundle members can be gigabytes)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import io
 import json
+import os
 import shutil
 import tarfile
 import tempfile
@@ -28,11 +29,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import zstandard
-
 from bgeimg.errors import BgeimgError
 from bgeimg.oci import layout
 from bgeimg.oci.docker import export_stream
+from bgeimg.oci.streams import sha256_file
+from bgeimg.oci.zstd import CompressionParameter, ZstdError, ZstdFile
 from bgeimg.progress import Meter, Silent, step
 
 FORMAT = "bgeimg-bundle/2"
@@ -92,14 +93,15 @@ def save(docker_api, images: list[str], output: Path, meter: Meter | None = None
                    for i in saved]
         names = layout.files(work)
         # A blob's name is its sha256 (layout.py hashed it as it was written); only the metadata is hashed here.
-        sums = {name: (name[len("blobs/sha256/"):] if name.startswith("blobs/sha256/") else _sha256_file(work / name),
+        sums = {name: (name[len("blobs/sha256/"):] if name.startswith("blobs/sha256/") else sha256_file(work / name),
                        (work / name).stat().st_size) for name in names}
         checksums = json.dumps({"format": FORMAT, "images": [vars(m) for m in members], "files": sums},
                                indent=1).encode()
         total = sum(size for _, size in sums.values())
         # a half-written bundle never carries the final name
         with step(meter, "write", f"write {output.name}", total) as advance, atomic.file(output, "wb") as raw:
-            with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw, closefd=False) as zst:
+            level = {CompressionParameter.compression_level: 3, CompressionParameter.nb_workers: os.cpu_count() or 1}
+            with ZstdFile(raw, "w", options=level) as zst:  # closing it leaves `raw` open for atomic.file
                 with tarfile.open(fileobj=zst, mode="w|") as tar:
                     info = tarfile.TarInfo(CHECKSUMS)
                     info.size = len(checksums)
@@ -112,12 +114,6 @@ def save(docker_api, images: list[str], output: Path, meter: Meter | None = None
     return members
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _size(path: Path) -> int:
@@ -130,7 +126,7 @@ def _size(path: Path) -> int:
 def _opened(path: Path, advance) -> Iterator:
     """The bundle's tar stream, its compressed bytes reported to `advance`."""
     with path.open("rb") as raw:
-        with zstandard.ZstdDecompressor().stream_reader(_Counted(raw, advance)) as inner:  # type: ignore[arg-type]
+        with ZstdFile(_Counted(raw, advance)) as inner:
             yield inner
 
 
@@ -174,7 +170,7 @@ def _check(path: Path, meter: Meter) -> tuple[str, list[Member]]:
                     size += len(chunk)
                 seen[entry.name] = (digest.hexdigest(), size)
             return _compare(path, manifest, seen)  # inside the step: a mismatch is a failed verify
-    except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (ZstdError, tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise _corrupt(path, exc) from None
 
 
@@ -229,7 +225,7 @@ def load(docker_api, path: Path, meter: Meter | None = None) -> list[Member]:
                         fh = tar.extractfile(entry)
                         if entry.name in wanted and fh is not None:
                             _engine_load(docker_api, iter(functools.partial(fh.read, 1 << 20), b""), entry.name)
-    except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:  # changed under our feet
+    except (ZstdError, tarfile.TarError, EOFError, OSError) as exc:  # changed under our feet
         raise _corrupt(path, exc) from None
     return members
 

@@ -221,12 +221,7 @@ def push_index_to(client: RegistryClient, repository: str, index: LocalIndex, ta
                 say(f"{client.host}: upload {blob[7:19]} ({index.blobs[blob].stat().st_size} bytes)")
                 client.upload_blob(repository, blob, index.blobs[blob])
             client.put_manifest(repository, digest, raw, media_type)
-        result.digest = client.put_manifest(repository, "sha256:" + hashlib.sha256(index.raw).hexdigest(),
-                                            index.raw, index.media_type)
-        for tag in tags:
-            client.put_manifest(repository, tag, index.raw, index.media_type)
-            result.tags.append(tag)
-            say(f"{client.host}/{repository}:{tag} -> {result.digest}")
+        _put_tags(client, repository, index.raw, index.media_type, tags, result, say)
     except BgeimgError as exc:
         result.error = str(exc)
     result.stats = client.stats
@@ -305,13 +300,24 @@ def _put_platform_manifest(client: RegistryClient, repository: str, image: Platf
         _send_blobs(client, repository, image, say, count_skips=False)
 
 
-def _put_index(client: RegistryClient, repository: str, ref: str, index: bytes, attempts: int = 4) -> str:
+def _put_tags(client: RegistryClient, repository: str, index: bytes, media_type: str, tags: list[str],
+              result: Pushed, say: Callable[[str], None]) -> None:
+    """The index under its digest, then under each tag: the tags, what users pull, come last."""
+    result.digest = _put_index(client, repository, "sha256:" + hashlib.sha256(index).hexdigest(), index, media_type)
+    for tag in tags:
+        _put_index(client, repository, tag, index, media_type)
+        result.tags.append(tag)
+        say(f"{client.host}/{repository}:{tag} -> {result.digest}")
+
+
+def _put_index(client: RegistryClient, repository: str, ref: str, index: bytes, media_type: str,
+               attempts: int = 4) -> str:
     """Put the index under its digest or a tag. A concurrent push of the same image rewrites the registry's links
     to the platform manifests as this put checks them (distribution writes them in place), which reads as
     DIGEST_INVALID / MANIFEST_BLOB_UNKNOWN for a moment: wait and put again."""
     for attempt in range(attempts):
         try:
-            return client.put_manifest(repository, ref, index, DOCKER_LIST)
+            return client.put_manifest(repository, ref, index, media_type)
         except RegistryError as exc:
             if attempt == attempts - 1 or not any(code in str(exc) for code in _BLOB_MISSING):
                 raise
@@ -334,12 +340,7 @@ def push_to(client: RegistryClient, repository: str, images: list[PlatformImage]
         for image in images:
             if client.head_manifest(repository, image.manifest_digest) is None:
                 raise RegistryError(f"{client.host}/{repository}@{image.manifest_digest} missing after upload")
-        index = index_of(images, annotations)
-        result.digest = _put_index(client, repository, "sha256:" + hashlib.sha256(index).hexdigest(), index)
-        for tag in tags:
-            _put_index(client, repository, tag, index)
-            result.tags.append(tag)
-            say(f"{client.host}/{repository}:{tag} -> {result.digest}")
+        _put_tags(client, repository, index_of(images, annotations), DOCKER_LIST, tags, result, say)
     except BgeimgError as exc:
         result.error = str(exc)
     result.stats = client.stats

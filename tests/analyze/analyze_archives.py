@@ -11,7 +11,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import zstandard
+from bgeimg.oci.zstd import compress as zstd_compress
 
 
 def _info(name: str, kind: bytes, size: int = 0) -> tarfile.TarInfo:
@@ -58,7 +58,7 @@ class Layer:
         if self.compression == "gzip":
             self.blob = gzip.compress(self.tar, mtime=0)
         elif self.compression == "zstd":
-            self.blob = zstandard.ZstdCompressor().compress(self.tar)
+            self.blob = zstd_compress(self.tar)
         else:
             self.blob = self.tar
 

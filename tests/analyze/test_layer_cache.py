@@ -1,8 +1,10 @@
-"""The layer cache: a layer read once, from any image; a second analyze of a seen image reads no layer (from the
-engine: no `docker save`); entries keyed by scanner and probe mode; bounded; a broken entry is a miss."""
+"""The layer cache: a layer read once, from any image; a second analyze of a seen image, or of a relabelled build on
+seen layers, reads no layer (from the engine: no `docker save`); entries keyed by scanner and probe mode; bounded;
+a broken entry is a miss."""
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
@@ -16,7 +18,7 @@ BOUND = 1 << 30  # the tests' default is an empty cache (conftest); these give i
 
 
 @pytest.mark.engine
-def test_engine_second_run_skips_docker_save(small_image, small_archive, tmp_path, monkeypatch):
+def test_engine_second_run_skips_docker_save(small_image, small_archive, docker_api, tmp_path, monkeypatch):
     import docker
 
     saves: list[str] = []
@@ -40,9 +42,27 @@ def test_engine_second_run_skips_docker_save(small_image, small_archive, tmp_pat
     cached_archive = LayerCache(root, max_bytes=BOUND)
     from_archive_again = build_report(from_archive(small_archive, cache=cached_archive)).to_json()
     assert cached_archive.hits == len(first.layers) and from_archive_again == plain
+    # a relabelled build on the same layers: its config was never seen, and still no save (inspect + history)
+    relabel = f"bgeimg-test-analyze/relabel:{os.urandom(4).hex()}"
+    for chunk in docker_api.build(fileobj=io.BytesIO(f"FROM {small_image}\nLABEL relabel={relabel}\n".encode()),
+                                  tag=relabel, rm=True, decode=True):
+        assert "error" not in chunk, chunk
+    try:
+        cache = LayerCache(root, max_bytes=BOUND)
+        fast = build_report(from_engine(relabel, cache=cache)).to_json()
+        assert len(saves) == 1 and cache.hits == len(first.layers)
+        full = build_report(from_engine(relabel)).to_json()  # no cache: the save, the real config
+        assert len(saves) == 2
+        for doc in (fast, full):  # the history API gives entry times to the second
+            for la in doc["layers"]:
+                la["created"] = la["created"][:19]
+        assert fast == full and fast["labels"]["relabel"] == relabel
+        assert [la["diff_id"] for la in fast["layers"]] == [la.diff_id for la in first.layers]
+    finally:
+        docker_api.remove_image(relabel)
     # --advise scans are kept apart: the engine is asked again
     build_report(from_engine(small_image, probe=True, cache=LayerCache(root, max_bytes=BOUND)))
-    assert len(saves) == 2
+    assert len(saves) == 3
 
 
 def scan_of(tmp_path, n: int):
@@ -88,3 +108,17 @@ def test_size_bound_drops_least_recently_used(tmp_path):
     cache.put_scan(scans[2][0], False, scans[2][1])  # over the bound: the least recently used goes
     assert cache.has_scan(scans[0][0], False) and cache.has_scan(scans[2][0], False)
     assert not cache.has_scan(scans[1][0], False)
+
+
+@pytest.mark.parametrize(("entries", "layers", "flags"), [
+    ([5, 0, 7], [5, 0, 7], [True, True, True]),  # a layer with no content, no empty entry to mistake it for
+    ([3, 0], [3], [True, False]),
+    ([8192, 0, 190], [3, 120], [True, False, True]),  # a containerd store: disk usage, not content bytes
+    ([5, 0, 0, 7], [5, 0, 7], None),  # which zero-size entry made the empty layer: unknown -> the save
+    ([5, 0], [5, 0, 7], None),  # fewer entries than layers (stripped history): the save
+    ([], [], []),
+])
+def test_history_entries_matched_to_layers(entries, layers, flags):
+    from bgeimg.analyze.sources import _layer_entries
+
+    assert _layer_entries(entries, layers) == flags

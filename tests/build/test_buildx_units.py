@@ -56,6 +56,27 @@ def test_inspect_parses_driver_and_every_nodes_platforms():
     assert farm.serves("linux/arm64") and farm.serves("linux/arm64/v8") and not farm.serves("linux/s390x")
 
 
+DU_VERBOSE = """ID:		y5l3j4b9qqif27zc5yrp8dc4p
+Parent:		moc0yvi22aehsl8c9oz4fr0pr
+Created at:	2026-12-02 02:48:16.969986866 +0000 UTC
+Mutable:	false
+Description:	mount / from exec /bin/sh -c echo a
+Type:		regular
+
+ID:		egdank35ru0lq6e21xrtnexkh
+Created at:	2026-12-02 02:59:31.185521531 +0000 UTC
+Description:	local source for context
+
+Reclaimable:	7.7GB
+Total:		7.7GB
+"""
+
+
+def test_du_gives_each_record_with_its_creation_time():
+    assert builders.parse_du(DU_VERBOSE) == {"y5l3j4b9qqif27zc5yrp8dc4p": "2026-12-02 02:48:16.969986866 +0000 UTC",
+                                             "egdank35ru0lq6e21xrtnexkh": "2026-12-02 02:59:31.185521531 +0000 UTC"}
+
+
 def test_several_platforms_at_once_only_where_the_builder_can():
     docker = builders.parse_inspect(INSPECT_26)
     assert builders.builds_many_at_once(docker, "containerd")

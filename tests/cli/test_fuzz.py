@@ -9,12 +9,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bgeimg import profile as profiles
 from bgeimg.errors import BgeimgError
+from bgeimg.oci.zstd import compress as zstd_compress
 from bgeimg.operate import bundle
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -73,7 +73,7 @@ def _bundle_bytes(manifest: bytes, cut: int | None) -> bytes:
         info = tarfile.TarInfo("manifest.json")
         info.size = len(manifest)
         tar.addfile(info, io.BytesIO(manifest))
-    data = zstandard.ZstdCompressor().compress(raw.getvalue())
+    data = zstd_compress(raw.getvalue())
     return data[:cut] if cut is not None else data
 
 

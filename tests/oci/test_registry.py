@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import stat
+import time
 
 import pytest
 from regtools import index_of, tiny_image, unique_repo, write_docker_config
@@ -139,14 +140,98 @@ def test_credential_helper(tmp_path, monkeypatch):
 
 
 def test_stopped_registry_gives_clear_error_and_retries(own_registry):
-    sleeps = []
-    client = RegistryClient(own_registry.host, credentials=None, retries=2, sleep=sleeps.append)
+    client = RegistryClient(own_registry.host, credentials=None, retries=2, backoff=0.05)
     client.ping()
     own_registry.stop()
     with pytest.raises(RegistryError, match="cannot reach registry") as info:
         client.get_manifest("bgeimg-test-push/x", "latest")
-    assert "connection refused" in str(info.value)
-    assert sleeps == [0.5, 1.0]  # exponential backoff between the three attempts
+    assert "connection refused" in str(info.value) and info.value.hint == "gave up after 3 attempts"
+    assert client.stats.retries == 2
+
+
+class Throttle:
+    """An HTTP proxy in front of a real registry that answers the first `count` GETs of paths containing `path`
+    with `status` (and `Retry-After: retry_after` when given), then passes everything through."""
+
+    def __init__(self, upstream: str, path: str, status: int, count: int, retry_after: str | None = None):
+        import http.server
+        import threading
+
+        import requests
+
+        self.refused: list[float] = []
+        throttle = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if path in self.path and len(throttle.refused) < count:
+                    throttle.refused.append(time.monotonic())
+                    self.send_response(status)
+                    if retry_after:
+                        self.send_header("Retry-After", retry_after)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                up = requests.get(f"http://{upstream}{self.path}", headers={k: v for k, v in self.headers.items()
+                                                                          if k.lower() != "host"}, timeout=30)
+                self.send_response(up.status_code)
+                for k, v in up.headers.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(up.content)))
+                self.end_headers()
+                self.wfile.write(up.content)
+
+            do_HEAD = do_GET
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.parametrize("status,retry_after", [(429, "1"), (503, None)])
+def test_reads_are_retried_by_urllib3_honouring_retry_after(registry, status, retry_after):
+    writer = RegistryClient(registry, credentials=None)
+    repo = unique_repo("throttle")
+    _, config, manifest = push_tiny(writer, repo, "amd64", b"throttled")
+    proxy = Throttle(registry, f"/manifests/{manifest.digest}", status, count=2, retry_after=retry_after)
+    try:
+        client = RegistryClient(f"http://{proxy.host}", credentials=None, retries=3, backoff=0.1)
+        start = time.monotonic()
+        got = client.get_manifest(repo, manifest.digest)
+        took = time.monotonic() - start
+    finally:
+        proxy.server.shutdown()
+    assert got.digest == manifest.digest and len(proxy.refused) == 2 and client.stats.retries == 2
+    gap = proxy.refused[1] - proxy.refused[0]
+    if retry_after:  # the registry asked for a second between tries; urllib3's own backoff would be ~0.1 s
+        assert gap >= 0.95 and took >= 1.9
+    else:  # urllib3 retries the first failure at once, then waits backoff 0.1 x 2 plus up to 0.05 of jitter
+        assert gap < 0.5 and 0.2 <= took < 1.5
+
+
+def test_reads_give_up_with_the_registrys_answer(registry):
+    proxy = Throttle(registry, "/tags/list", 503, count=100)
+    try:
+        client = RegistryClient(f"http://{proxy.host}", credentials=None, retries=2, backoff=0.01)
+        with pytest.raises(RegistryError, match="503"):
+            client.list_tags("bgeimg-test/any")
+    finally:
+        proxy.server.shutdown()
+    assert len(proxy.refused) == 3 and client.stats.retries == 2
+
+
+def test_ca_bundle_is_one_file_per_content(tls_registry, tmp_path):
+    import glob
+    import tempfile
+
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "bgeimg-ca-*")))
+    paths = {RegistryClient(f"https://{tls_registry.host}", credentials=None).session.verify for _ in range(3)}
+    after = set(glob.glob(os.path.join(tempfile.gettempdir(), "bgeimg-ca-*")))
+    assert len(paths) == 1 and len(after - before) <= 1 and not [p for p in after if p.endswith(".part")]
 
 
 def test_cli_wrong_password_one_line_no_secret(tls_registry, tmp_path):

@@ -89,14 +89,15 @@ def test_not_a_bundle_and_missing_file(tmp_path) -> None:
     import io
     import tarfile
 
-    import zstandard
+    from bgeimg.oci.zstd import ZstdFile
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo("hello.txt")
         info.size = 2
         tar.addfile(info, io.BytesIO(b"hi"))
-    other.write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
+    with ZstdFile(other, "w") as zst:
+        zst.write(buf.getvalue())
     result = bgeimg("bundle", "load", str(other))
     assert result.returncode == 2
     assert result.stderr.strip() == (f"error: {other} is not a bgeimg bundle (no bgeimg-bundle/2 manifest) "

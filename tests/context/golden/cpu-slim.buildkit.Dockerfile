@@ -30,7 +30,9 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
 
 # ---- runtime: a slim base, the venv, the weights, the app ----
 FROM python:3.11-slim AS runtime
-RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin bge \
+# useradd writes the day it ran into /etc/shadow unless SOURCE_DATE_EPOCH says otherwise: a fixed day (1980-01-01)
+# keeps the layer the same whenever it is built, and out of the cache key (the build's epoch would be in it).
+RUN SOURCE_DATE_EPOCH=315532800 useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin bge \
  && mkdir -p /opt/model \
  && chown 10001:10001 /opt/model
 COPY --from=builder /opt/venv /opt/venv
