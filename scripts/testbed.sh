@@ -22,6 +22,10 @@
 # same registry mirror. The buildx plugin lives only in $CACHE/docker26/config/cli-plugins (a DOCKER_CONFIG),
 # so `--engine auto` with the default /usr/bin/docker and ~/.docker stays buildkit on Docker 20.10.
 #
+# arm64 emulation: trixie's static qemu-aarch64 (QEMU 10, from its qemu-user .deb, cached in $CACHE/qemu) is
+# registered in binfmt_misc with the F and P flags whenever `up` prepares arm64; bookworm's QEMU 7.2 crashes in
+# onnxruntime's aarch64 wheel.
+#
 # Environment:
 #   BGEIMG_TESTBED_CACHE   cache dir (default /var/cache/bgeimg-testbed): rootfs tarballs,
 #                          registry storage, logs, pid files
@@ -199,18 +203,60 @@ ensure_release_tools() { # for the release tests (sign/verify, canary nginx -t);
 }
 
 # ---------------------------------------------------------------- binfmt
+# arm64 runs under trixie's qemu-aarch64 (QEMU 10): bookworm's 7.2 segfaults on `import onnxruntime` (the 1.32
+# aarch64 wheel), 10 runs it, and torch and everything else the suite emulates. The static binary is taken from
+# trixie's qemu-user .deb (apt-get download through the private trixie apt state, nothing installed) into the
+# cache, and registered directly; `up --arch amd64` alone leaves whatever emulation the machine has.
+QEMU_DIR="$CACHE/qemu"
+QEMU_BIN="$QEMU_DIR/bin/qemu-aarch64"
+QEMU_VERSION=10.0  # the upstream version wanted (trixie's; a point release may bump the rest)
 
-binfmt_ok() {
+want_arm64() { [[ " ${ARCHES[*]} " == *" arm64 "* ]]; }
+
+binfmt_ok() { # [INTERPRETER]: registered, enabled, with the F flag (and that interpreter)
     [[ -f $BINFMT_DIR/qemu-aarch64 ]] || return 1
     grep -q '^enabled' "$BINFMT_DIR/qemu-aarch64" || return 1
     grep -q '^flags:.*F' "$BINFMT_DIR/qemu-aarch64" || return 1
+    [[ -z ${1:-} ]] || grep -qx "interpreter $1" "$BINFMT_DIR/qemu-aarch64" || return 1
     return 0
+}
+
+ensure_qemu() { # trixie's static qemu-aarch64 in $QEMU_BIN (the .deb cached in $QEMU_DIR/debs)
+    [[ -x $QEMU_BIN ]] && "$QEMU_BIN" --version 2>/dev/null | grep -q "version $QEMU_VERSION" && return 0
+    local debs="$QEMU_DIR/debs" deb
+    mkdir -p "$debs" "$QEMU_DIR/bin"
+    if ! compgen -G "$debs/qemu-user_*.deb" >/dev/null; then
+        [[ ${BGEIMG_TESTBED_NO_APT:-0} == 1 ]] && die "trixie's qemu-user not cached in $debs"
+        say "fetching trixie's qemu-user (apt-get download, log: $LOG_DIR/apt.log)"
+        { trixie_apt update && (cd "$debs" && trixie_apt download qemu-user); } >>"$LOG_DIR/apt.log" 2>&1 ||
+            { tail -20 "$LOG_DIR/apt.log" >&2; die "apt-get download of trixie's qemu-user failed"; }
+    fi
+    deb=$(compgen -G "$debs/qemu-user_*.deb" | sort -V | tail -1)
+    [[ $(dpkg-deb -f "$deb" Version) == *":$QEMU_VERSION"* ]] ||
+        die "$deb is version $(dpkg-deb -f "$deb" Version), not $QEMU_VERSION (remove it to fetch again)"
+    dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/qemu-aarch64 >"$QEMU_BIN.tmp" &&
+        chmod 755 "$QEMU_BIN.tmp" && mv "$QEMU_BIN.tmp" "$QEMU_BIN" || die "cannot unpack qemu-aarch64 from $deb"
+}
+
+register_binfmt() { # INTERPRETER: F (the kernel opens it now, so it works inside containers), P (argv0 kept)
+    [[ -f $BINFMT_DIR/qemu-aarch64 ]] && { echo -1 >"$BINFMT_DIR/qemu-aarch64" || true; }
+    printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$1"':FP' \
+        >"$BINFMT_DIR/register" 2>>"$LOG_DIR/binfmt.log" || true
 }
 
 ensure_binfmt() {
     if ! mountpoint -q "$BINFMT_DIR" 2>/dev/null; then
         mount -t binfmt_misc binfmt_misc "$BINFMT_DIR" 2>/dev/null ||
             die "cannot mount binfmt_misc at $BINFMT_DIR (kernel without binfmt_misc or no privilege): arm64 emulation impossible here"
+    fi
+    if want_arm64; then
+        ensure_qemu
+        binfmt_ok "$QEMU_BIN" && return 0
+        say "registering trixie's qemu-aarch64 ($("$QEMU_BIN" --version | head -1)) for arm64"
+        register_binfmt "$QEMU_BIN"
+        binfmt_ok "$QEMU_BIN" ||
+            die "aarch64 binfmt_misc entry for $QEMU_BIN could not be registered with the F flag (see $LOG_DIR/binfmt.log)"
+        return 0
     fi
     if ! binfmt_ok; then
         if [[ -f $BINFMT_DIR/qemu-aarch64 ]]; then
@@ -220,13 +266,9 @@ ensure_binfmt() {
         update-binfmts --enable qemu-aarch64 >>"$LOG_DIR/binfmt.log" 2>&1 || true
     fi
     if ! binfmt_ok; then
-        # register directly, F (fix binary: interpreter opened now, works inside containers),
-        # P (preserve argv0), C would need credentials; not needed.
         local interp=/usr/bin/qemu-aarch64-static
         [[ -x $interp ]] || die "no $interp"
-        [[ -f $BINFMT_DIR/qemu-aarch64 ]] && { echo -1 >"$BINFMT_DIR/qemu-aarch64" || true; }
-        printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$interp"':FP' \
-            >"$BINFMT_DIR/register" 2>>"$LOG_DIR/binfmt.log" || true
+        register_binfmt "$interp"
     fi
     binfmt_ok || die "aarch64 binfmt_misc entry could not be registered with the F flag (see $LOG_DIR/binfmt.log)"
 }
@@ -395,7 +437,7 @@ D26_WRAPPER="$D26_DIR/docker"  # the 26 client on the 26 daemon with the plugin 
 d26() { "$D26_WRAPPER" "$@"; }
 docker26_answers() { [[ -x $D26_DOCKER ]] && timeout 10 "$D26_DOCKER" -H "unix://$D26_SOCK" info >/dev/null 2>&1; }
 
-d26_apt() { # apt-get with a private state: trixie's index only, the system's packages and sources untouched
+trixie_apt() { # apt-get with a private state: trixie's index only, the system's packages and sources untouched
     local a="$D26_DIR/apt"
     mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/empty.d"
     echo "deb $MIRROR_URL trixie main" >"$a/sources.list"
@@ -417,7 +459,7 @@ ensure_docker26_pkgs() { # .debs cached in $D26_DIR/debs, unpacked once into $D2
     if ((${#missing[@]})); then
         [[ ${BGEIMG_TESTBED_NO_APT:-0} == 1 ]] && die "Docker 26 packages not cached in $debs: ${missing[*]}"
         say "fetching trixie's ${missing[*]} (apt-get download, log: $LOG_DIR/apt.log)"
-        { d26_apt update && (cd "$debs" && d26_apt download "${missing[@]}"); } >>"$LOG_DIR/apt.log" 2>&1 ||
+        { trixie_apt update && (cd "$debs" && trixie_apt download "${missing[@]}"); } >>"$LOG_DIR/apt.log" 2>&1 ||
             { tail -20 "$LOG_DIR/apt.log" >&2; die "apt-get download of the Docker 26 packages failed"; }
     fi
     rm -rf "$D26_ROOT.tmp"; mkdir -p "$D26_ROOT.tmp"
@@ -808,7 +850,7 @@ cmd_status() {
         echo "docker26: not running (up --modern starts it)"
     fi
     if binfmt_ok; then
-        echo "binfmt:   qemu-aarch64 enabled ($(grep '^flags' $BINFMT_DIR/qemu-aarch64))"
+        echo "binfmt:   qemu-aarch64 enabled ($(grep '^flags' $BINFMT_DIR/qemu-aarch64), $(grep '^interpreter' $BINFMT_DIR/qemu-aarch64))"
     else
         echo "binfmt:   qemu-aarch64 MISSING"; ok=1
     fi

@@ -14,11 +14,11 @@ RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY requirements.txt /tmp/build/requirements.txt
 RUN --mount=type=cache,target=/root/.cache/pip pip install --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/build/requirements.txt
-COPY compile_imported.py /tmp/build/compile_imported.py
 RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec rm -rf {} + \
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/quantization \
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/transformers \
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/tools \
+ && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/backend \
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/f2py \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/distutils \
@@ -32,13 +32,18 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/_simd* \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/include \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/lib \
- && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*.pyi \
- && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*/*.pyi \
- && pip uninstall --yes --quiet protobuf flatbuffers fsspec hf-xet huggingface-hub tqdm pyyaml filelock httpx2 httpcore2 truststore \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/_*_tests.*.so \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*.pxd \
+ && rm -rf /opt/venv/lib/python3*/site-packages/pydantic/v1 \
+ && rm -rf /opt/venv/lib/python3*/site-packages/tokenizers/tools \
+ && rm -rf /opt/venv/lib/python3*/site-packages/fastapi/.agents \
+ && rm -rf /opt/venv/lib/python3*/site-packages/*/*.pyi \
+ && rm -rf /opt/venv/lib/python3*/site-packages/*/*/*.pyi \
+ && rm -rf /opt/venv/lib/python3*/site-packages/*/*/*/*.pyi \
+ && pip uninstall --yes --quiet protobuf flatbuffers fsspec hf-xet huggingface-hub tqdm pyyaml filelock httpx2 httpcore2 truststore packaging idna \
  && pip uninstall --yes --quiet pip setuptools \
  && find /opt/venv -type f -name '*.so*' -not -path '*.libs/*' -exec sh -c 'for f; do if readelf -S "$f" 2>/dev/null | grep -q "[.]symtab"; then strip --strip-unneeded "$f"; fi; done' sh {} + \
- && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} + \
- && SOURCE_DATE_EPOCH=0 python /tmp/build/compile_imported.py onnxruntime tokenizers numpy fastapi fastapi.responses anyio._backends._asyncio anyio.from_thread anyio.streams.memory anyio.streams.stapled uvicorn uvicorn.main uvicorn.lifespan.on uvicorn.protocols.http.h11_impl uvicorn.protocols.http.httptools_impl uvicorn.loops.auto uvicorn.server uvicorn.supervisors.multiprocess prometheus_client prometheus_client.exposition
+ && find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
 
 # ---- export: torch + transformers turn the checkpoint into its ONNX form; none of them reach the runtime ----
 # An ONNX graph is the same on every architecture: export natively on the build machine, not under emulation.
@@ -107,6 +112,6 @@ LABEL org.opencontainers.image.title="bge-onnx-cpu" \
       io.bgeimg.model.id="BAAI/bge-m3" \
       io.bgeimg.model.revision="main" \
       io.bgeimg.model.task="embed" \
-      io.bgeimg.slim.bytecode="imported" \
+      io.bgeimg.slim.bytecode="strip" \
       io.bgeimg.onnx.quantize="none"
 ENTRYPOINT ["/usr/local/bin/bgeimg-entrypoint"]

@@ -19,6 +19,7 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/quantization \
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/transformers \
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/tools \
+ && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/backend \
  && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/f2py \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/distutils \
@@ -32,8 +33,14 @@ RUN find /opt/venv/lib/python3*/site-packages -depth -type d -name tests -exec r
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/_simd* \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/include \
  && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/lib \
- && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*.pyi \
- && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*/*.pyi \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/_core/_*_tests.*.so \
+ && rm -rf /opt/venv/lib/python3*/site-packages/numpy/*.pxd \
+ && rm -rf /opt/venv/lib/python3*/site-packages/pydantic/v1 \
+ && rm -rf /opt/venv/lib/python3*/site-packages/tokenizers/tools \
+ && rm -rf /opt/venv/lib/python3*/site-packages/fastapi/.agents \
+ && rm -rf /opt/venv/lib/python3*/site-packages/*/*.pyi \
+ && rm -rf /opt/venv/lib/python3*/site-packages/*/*/*.pyi \
+ && rm -rf /opt/venv/lib/python3*/site-packages/*/*/*/*.pyi \
  && pip uninstall --yes --quiet protobuf flatbuffers fsspec hf-xet \
  && pip uninstall --yes --quiet pip setuptools \
  && find /opt/venv -type f -name '*.so*' -not -path '*.libs/*' -exec sh -c 'for f; do if readelf -S "$f" 2>/dev/null | grep -q "[.]symtab"; then strip --strip-unneeded "$f"; fi; done' sh {} + \
@@ -92,5 +99,5 @@ LABEL org.opencontainers.image.title="bge-onnx-external" \
       io.bgeimg.model.task="embed" \
       io.bgeimg.slim.bytecode="imported" \
       io.bgeimg.onnx.quantize="none" \
-      io.bgeimg.slim.download_packages="huggingface-hub,tqdm,pyyaml,filelock,httpx2,httpcore2,truststore"
+      io.bgeimg.slim.download_packages="huggingface-hub,tqdm,pyyaml,filelock,httpx2,httpcore2,truststore,packaging,idna"
 ENTRYPOINT ["/usr/local/bin/bgeimg-entrypoint"]
