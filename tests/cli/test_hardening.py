@@ -74,8 +74,8 @@ CASES = {
     "bundle save -o DIR": ({"d/x": "x"}, ["bundle", "save", "x", "-o", "d"], 2,
                            "error: d is a directory (give -o a file name, e.g. site.tar.zst)"),
     "bundle load non-zstd": ({"b.tar.zst": "not zstd at all"}, ["bundle", "load", "--verify", "b.tar.zst"], 2,
-                             "error: b.tar.zst is corrupted or truncated (ZstdError: zstd decompress error: Unknown "
-                             "frame descriptor) (copy the bundle again and compare its sha256 with the source's)"),
+                             "error: b.tar.zst is corrupted or truncated (ZstdError: Unable to decompress Zstandard "
+                             "data: Unknown frame descriptor) (copy the bundle again and compare its sha256 with the source's)"),
     "tags without a repository": ({}, ["tags", "127.0.0.1:5077"], 2,
                                   "error: '127.0.0.1:5077' names no repository (give REGISTRY/REPO, e.g. "
                                   "127.0.0.1:5000/bge-m3)"),
