@@ -103,6 +103,7 @@ def prepare(docker_api, images: list[LocalImage], dests: list[Destination], cach
     with ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="bgeimg-gzip") as pool:
         for dest in dests:
             dest.queue = ThreadPoolExecutor(1, thread_name_prefix=f"bgeimg-up-{dest.client.host}")
+        leaving = True  # by an exception (Ctrl-C, SIGTERM, an export failure) unless the loop ends
         try:
             for image in images:
                 want = {d for d in image.diff_ids if d in lacking and d not in made}
@@ -123,10 +124,12 @@ def prepare(docker_api, images: list[LocalImage], dests: list[Destination], cach
                 if got.config is not None:
                     configs[image.image_id] = got.config
                     cache.store_config(image.image_id, got.config)
+            leaving = False
         finally:
             for dest in dests:
                 assert dest.queue is not None
-                dest.queue.shutdown(wait=True)
+                # interrupted: the upload in flight ends, the queued ones never start (no tag is written anyway)
+                dest.queue.shutdown(wait=True, cancel_futures=leaving)
     for _dest, fut in uploads:
         fut.result()  # _ensure keeps a registry's failure on its Destination; anything else is a bug: raise it
     ready = []
