@@ -60,28 +60,35 @@ def advised(tag: str, volumes: dict | None):
     return advise(analyze(tag, probe=True), rehearsal=rehearse(tag, mounts=mounts))
 
 
-def time_to_healthy(client: docker.DockerClient, image: str, volumes: dict | None, timeout: float = 300) -> float:
+def started(client: docker.DockerClient, image: str, volumes: dict | None, timeout: float = 300):
+    """Run the image with port 8000 published and poll /health: (container, host port, seconds to the first 200).
+    The caller removes the container; one that never gets healthy is removed here."""
     container = client.containers.run(image, detach=True, ports={"8000/tcp": ("127.0.0.1", None)},
                                       volumes=volumes or {})
     start = time.monotonic()
-    try:
-        port = None
-        while time.monotonic() - start < timeout:
-            if port is None:
-                container.reload()
-                bound = container.ports.get("8000/tcp")
-                port = bound[0]["HostPort"] if bound else None
-            if port:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                        if response.status == 200:
-                            return time.monotonic() - start
-                except OSError:
-                    pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{image} not healthy after {timeout}s: {container.logs()[-500:]!r}")
-    finally:
-        container.remove(force=True)
+    port = None
+    while time.monotonic() - start < timeout:
+        if port is None:
+            container.reload()
+            bound = container.ports.get("8000/tcp")
+            port = bound[0]["HostPort"] if bound else None
+        if port:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return container, int(port), time.monotonic() - start
+            except OSError:
+                pass
+        time.sleep(0.1)
+    logs = container.logs()[-500:]
+    container.remove(force=True)
+    raise RuntimeError(f"{image} not healthy after {timeout}s: {logs!r}")
+
+
+def time_to_healthy(client: docker.DockerClient, image: str, volumes: dict | None, timeout: float = 300) -> float:
+    container, _, seconds = started(client, image, volumes, timeout)
+    container.remove(force=True)
+    return seconds
 
 
 SHIPPED = ("cpu-slim", "external-model")  # as the profiles ship; the other rows are settings compared

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from conftest import make_wheelhouse  # noqa: E402
-from image_size import advised, du, minilm_dir  # noqa: E402
+from image_size import advised, du, minilm_dir, started  # noqa: E402
 from loadgen import run_load  # noqa: E402
 
 from bgeimg import profile as profiles  # noqa: E402
@@ -44,29 +44,6 @@ MB = 1e6
 TEXTS = ["BGE models turn text into vectors.", "The cat sat on the mat.", "How do I bake bread?",
          "A recipe for baking a loaf of bread", "Quarterly tax filing deadlines", "Embeddings power semantic search.",
          "The weather today is sunny with light winds.", "ONNX Runtime serves the same model without torch."]
-
-
-def started(client, tag: str, volumes: dict | None):
-    container = client.containers.run(tag, detach=True, ports={"8000/tcp": ("127.0.0.1", None)},
-                                      volumes=volumes or {})
-    start = time.monotonic()
-    port = None
-    while time.monotonic() - start < 300:
-        if port is None:
-            container.reload()
-            bound = container.ports.get("8000/tcp")
-            port = bound[0]["HostPort"] if bound else None
-        if port:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return container, int(port), time.monotonic() - start
-            except OSError:
-                pass
-        time.sleep(0.1)
-    logs = container.logs()[-500:]
-    container.remove(force=True)
-    raise RuntimeError(f"{tag} not healthy: {logs!r}")
 
 
 def embed(port: int, texts: list[str]) -> np.ndarray:

@@ -16,7 +16,7 @@ from pathlib import Path
 import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from onnx_vs_torch import started  # noqa: E402
+from image_size import started  # noqa: E402
 
 
 def main() -> None:
