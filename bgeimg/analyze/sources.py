@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bgeimg.analyze import store
 from bgeimg.analyze.cache import LayerCache
 from bgeimg.analyze.errors import AnalyzeInputError, SourceUnavailable
 from bgeimg.analyze.image import ImageData, LayerData, check_platform, pick_manifest
@@ -415,6 +416,31 @@ def _layer_entries(entry_sizes: list[int], layer_sizes: list[int]) -> list[bool]
     return flags
 
 
+def _from_engine_store(root: Path, ref: str, info: dict, want: str | None, probe: bool,
+                       cache: LayerCache | None) -> ImageData:
+    """The image from the engine's own store (bgeimg.analyze.store): the config and every layer not in the cache,
+    each checked to be the one the inspect names; the same scans as the export's, without the export."""
+    raw = store.read_config(root, info["Id"])
+    config = _loads(raw, f"config of image {ref}")
+    platform = check_platform(config, want, f"image {ref}")
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+    if diff_ids != ((info.get("RootFS") or {}).get("Layers") or []):
+        raise store.StoreUnreadable("the config's layers are not the inspect's")
+    layers = []
+    for chain_id, diff_id in zip(store.chain_ids(diff_ids), diff_ids):
+        scan = cache.get_scan(diff_id, probe) if cache else None
+        if scan is None:
+            scan = store.scan_stored_layer(root, chain_id, diff_id, probe, f"layer {diff_id} of image {ref}")
+        layers.append(LayerData(diff_id=diff_id, scan=scan))
+    if cache:  # written once every layer was read: an image the store could not give leaves no entries
+        for layer in layers:
+            if layer.scan is not None:
+                cache.put_scan(layer.diff_id, probe, layer.scan)
+        cache.put_config(raw)
+    return ImageData(ref=ref, source="engine", platform=platform, config=config, config_digest=info["Id"],
+                     layers=layers)
+
+
 def from_engine(ref: str, want: str | None = None, api=None, probe: bool = False, cache: LayerCache | None = None,
                 info: dict | None = None) -> ImageData:
     """Stream `docker save` of one image from the engine and scan it as it arrives (never all in memory); or,
@@ -430,6 +456,13 @@ def from_engine(ref: str, want: str | None = None, api=None, probe: bool = False
         cached = _from_engine_cache(api, ref, info, want, probe, cache)
         if cached is not None:
             return cached
+    if os.environ.get("BGEIMG_ENGINE_STORE", "1") != "0":
+        root = store.store_root(api)
+        if root is not None:
+            try:
+                return _from_engine_store(root, ref, info, want, probe, cache)
+            except store.StoreUnreadable:
+                pass  # not the layout expected, or changed while read: the export reads what the engine has
     try:
         # the image by its ID, not its name: the tag could move between the inspect and the save
         stream = io.BufferedReader(ChunkStream(api.get_image(info["Id"], chunk_size=CHUNK)), CHUNK)

@@ -29,6 +29,7 @@ def test_engine_second_run_skips_docker_save(small_image, small_archive, docker_
         return real(self, image, chunk_size)
 
     monkeypatch.setattr(docker.APIClient, "get_image", counting)
+    monkeypatch.setenv("BGEIMG_ENGINE_STORE", "0")  # the cache in front of the export (the store: test_engine_store)
     root = tmp_path / "cache"
     # an archive reads the cache but never writes it (its diff_ids are not proven by a seek-over walk)
     plain = build_report(from_archive(small_archive, cache=LayerCache(root, max_bytes=BOUND))).to_json()

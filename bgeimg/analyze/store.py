@@ -1,0 +1,166 @@
+"""An image read straight from the local engine's own store (Docker's classic overlay2 layout), without
+`docker save`.
+
+For every layer the engine keeps the tar-split record of the exact tar it computed the diff_id over
+(`image/overlay2/layerdb/sha256/<chain id>/tar-split.json.gz`: each tar header and padding as raw bytes, each
+file's name and size) beside the files themselves (`overlay2/<cache-id>/diff`), and the image config as it was
+hashed (`image/overlay2/imagedb/content/sha256/<id>`). `docker save` reassembles each layer tar from those two;
+so does this module, lazily: the scanner walks the same tar, byte for byte, and only the few files it looks into
+(RECORDs, the dpkg status, `--advise`'s probes) are read from disk. The export has to read, tar and copy every
+byte first (Docker 20.10 stages the whole image before its first byte), which is what bounds dive and `docker save`.
+
+Used only where that store is on this machine and readable (a local engine run by root, or a rootless engine's
+own user), and only when every record is where the engine keeps it and names what the image says (the config
+by its digest, each layer's recorded diff_id): otherwise `store_image` returns None and the caller exports.
+A containerd image store (Docker 24+ with the snapshotter) keeps another layout and is always exported.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+import json
+import os
+import zlib
+from pathlib import Path
+
+from bgeimg.analyze.layers import LayerScan, scan_layer
+
+DRIVERS = ("overlay2",)  # the classic store whose layout this module reads
+
+
+class StoreUnreadable(Exception):
+    """The store is not where, or not what, this module expects: export instead."""
+
+
+def store_root(api) -> Path | None:
+    """The engine's store when it is the classic overlay2 one and readable here, else None."""
+    try:
+        info = api.info()
+    except Exception:
+        return None
+    root, driver = info.get("DockerRootDir"), info.get("Driver")
+    if not root or driver not in DRIVERS or any(s[:1] == ["driver-type"] for s in info.get("DriverStatus") or []):
+        return None
+    path = Path(root)
+    return path if os.access(path / "image" / driver / "layerdb" / "sha256", os.R_OK | os.X_OK) else None
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The engine's layer keys: each layer's id over the ids below it (the OCI image spec's ChainID)."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        out.append(diff_id if not out else "sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+    return out
+
+
+def read_config(root: Path, image_id: str) -> bytes:
+    """The image config as the engine hashed it, checked against its id."""
+    algo, _, hexd = image_id.partition(":")
+    try:
+        raw = (root / "image" / "overlay2" / "imagedb" / "content" / algo / hexd).read_bytes()
+    except OSError as exc:
+        raise StoreUnreadable(f"config: {exc}") from None
+    if "sha256:" + hashlib.sha256(raw).hexdigest() != image_id:
+        raise StoreUnreadable("config does not match the image id")
+    return raw
+
+
+class Assembled:
+    """A layer tar put together as the engine does for `docker save`: the tar-split's raw segments with each
+    file's bytes in between, read from the layer's directory only when asked for (peek/read/seek/tell, as
+    `scan_layer` walks a seekable tar)."""
+
+    def __init__(self, files_root: str, tar_split: bytes):
+        self.root = files_root
+        self.starts: list[int] = []
+        self.pieces: list[bytes | tuple[str, int]] = []  # raw bytes, or (file name, size)
+        pos = 0
+        for line in tar_split.splitlines():
+            if not line:
+                continue
+            entry = json.loads(line)
+            if entry["type"] == 2:  # a segment: headers, padding, the end blocks
+                piece: bytes | tuple[str, int] = base64.b64decode(entry.get("payload") or b"")
+                size = len(piece)
+            else:  # a file's data
+                size = int(entry.get("size") or 0)
+                if not size:
+                    continue
+                name = entry.get("name")
+                if name is None:
+                    name = os.fsdecode(base64.b64decode(entry["name_raw"]))
+                piece = (name, size)
+            if size:
+                self.starts.append(pos)
+                self.pieces.append(piece)
+                pos += size
+        self.size = pos
+        self.pos = 0
+
+    def _file(self, name: str, size: int, offset: int, n: int) -> bytes:
+        path = os.path.join(self.root, name.lstrip("/"))
+        real = os.path.realpath(path)
+        if not real.startswith(self.root + os.sep):  # a symlinked parent inside the layer: never leave it
+            raise StoreUnreadable(f"{name} leaves the layer directory")
+        try:
+            fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                data = os.pread(fd, n, offset)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # vanished or unreadable under us: the export will say what is wrong
+            raise StoreUnreadable(f"{name}: {exc.strerror}") from None
+        if len(data) < n:
+            raise StoreUnreadable(f"{name} is shorter than its record ({size} bytes)")
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = self.size - self.pos
+        out = []
+        while n > 0 and self.pos < self.size:
+            i = bisect.bisect_right(self.starts, self.pos) - 1
+            piece, off = self.pieces[i], self.pos - self.starts[i]
+            if isinstance(piece, bytes):
+                chunk = piece[off: off + n]
+            else:
+                name, size = piece
+                chunk = self._file(name, size, off, min(n, size - off))
+            out.append(chunk)
+            self.pos += len(chunk)
+            n -= len(chunk)
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def peek(self, n: int = 1) -> bytes:
+        pos = self.pos
+        data = self.read(n)
+        self.pos = pos
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else self.pos + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+
+def scan_stored_layer(root: Path, chain_id: str, diff_id: str, probe: bool, what: str) -> LayerScan:
+    """One layer's scan from the store: its record checked to name `diff_id`, its tar reassembled and walked."""
+    meta = root / "image" / "overlay2" / "layerdb" / "sha256" / chain_id.partition(":")[2]
+    try:
+        if (meta / "diff").read_text().strip() != diff_id:
+            raise StoreUnreadable(f"layer {chain_id} records another diff_id")
+        cache_id = (meta / "cache-id").read_text().strip()
+        if not cache_id or "/" in cache_id or cache_id.startswith("."):
+            raise StoreUnreadable(f"layer {chain_id} has no usable cache-id")
+        tar_split = zlib.decompress((meta / "tar-split.json.gz").read_bytes(), 31)
+        files = os.path.realpath(root / "overlay2" / cache_id / "diff")
+        if not os.path.isdir(files):
+            raise StoreUnreadable(f"layer {chain_id} has no directory")
+        tape = Assembled(files, tar_split)
+    except (OSError, ValueError, KeyError, zlib.error) as exc:
+        raise StoreUnreadable(f"layer {chain_id}: {exc}") from None
+    return scan_layer(tape, size=tape.size, seekable=True, what=what, probe=probe)
