@@ -36,7 +36,14 @@ def from_registry(ref: str, platform: str | None = None, probe: bool = False,
 
     r = parse_reference(ref)
     what = f"{r.registry}/{r.repository}:{r.ref}" if not r.digest else f"{r.registry}/{r.repository}@{r.digest}"
-    client = registry.RegistryClient(r.registry)
+    return from_blobs(registry.RegistryClient(r.registry), r.repository, r.ref, ref, "registry", what, platform,
+                      probe, cache)
+
+
+def from_blobs(client, repo: str, top_ref: str, ref: str, source: str, what: str, platform: str | None,
+               probe: bool, cache: LayerCache | None) -> ImageData:
+    """An image from any blob store with the registry client's read calls (`get_manifest`, `get_blob`, `iter_blob`,
+    each verifying digests): a registry, or a containerd content store (bgeimg.analyze.store)."""
 
     def parsed(m) -> dict:
         try:
@@ -47,11 +54,11 @@ def from_registry(ref: str, platform: str | None = None, probe: bool = False,
             raise AnalyzeInputError(f"{what}: malformed manifest {m.digest} (not a JSON object)")
         return body
 
-    top = client.get_manifest(r.repository, r.ref)
+    top = client.get_manifest(repo, top_ref)
     body = parsed(top)
     manifest_digest = top.digest
     if top.media_type in INDEX_TYPES or "manifests" in body:
-        desc, body = pick_manifest(body, lambda d: parsed(client.get_manifest(r.repository, d["digest"])),
+        desc, body = pick_manifest(body, lambda d: parsed(client.get_manifest(repo, d["digest"])),
                                    platform, what)
         manifest_digest = desc["digest"]
     cfg_desc = body.get("config")
@@ -61,7 +68,7 @@ def from_registry(ref: str, platform: str | None = None, probe: bool = False,
         raise AnalyzeInputError(f"{what}: malformed manifest {manifest_digest} (no config or layers)",
                                 "only image manifests and indexes (OCI or Docker v2) can be analysed")
     raw_config = (cache.get_config(cfg_desc["digest"]) if cache else None) or \
-        client.get_blob(r.repository, cfg_desc["digest"])  # verified against the digest either way
+        client.get_blob(repo, cfg_desc["digest"])  # verified against the digest either way
     try:
         config = json.loads(raw_config)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -84,7 +91,7 @@ def from_registry(ref: str, platform: str | None = None, probe: bool = False,
     todo = [ld for ld in data if ld.scan is None]
 
     def stream(ld: LayerData) -> LayerScan:
-        scan = _stream_layer(client, r.repository, ld, probe, what)
+        scan = _stream_layer(client, repo, ld, probe, what)
         if cache:
             cache.put_scan(ld.diff_id, probe, scan)
         return scan
@@ -96,7 +103,7 @@ def from_registry(ref: str, platform: str | None = None, probe: bool = False,
                 ld.scan = scan
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    return ImageData(ref=ref, source="registry", platform=plat, config=config, config_digest=cfg_desc["digest"],
+    return ImageData(ref=ref, source=source, platform=plat, config=config, config_digest=cfg_desc["digest"],
                      manifest_digest=manifest_digest, layers=data)
 
 

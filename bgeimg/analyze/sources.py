@@ -39,6 +39,7 @@ from bgeimg.analyze.layers import (
     sniff,
     tar_entries,
 )
+from bgeimg.analyze.remote import from_blobs
 from bgeimg.oci.docker import EngineUnavailable, api_client
 from bgeimg.oci.platform import platform_matches, platform_str
 from bgeimg.oci.reference import is_host
@@ -456,13 +457,16 @@ def from_engine(ref: str, want: str | None = None, api=None, probe: bool = False
         cached = _from_engine_cache(api, ref, info, want, probe, cache)
         if cached is not None:
             return cached
-    if os.environ.get("BGEIMG_ENGINE_STORE", "1") != "0":
-        root = store.store_root(api)
-        if root is not None:
-            try:
-                return _from_engine_store(root, ref, info, want, probe, cache)
-            except store.StoreUnreadable:
-                pass  # not the layout expected, or changed while read: the export reads what the engine has
+    found = store.store_root(api) if os.environ.get("BGEIMG_ENGINE_STORE", "1") != "0" else None
+    if found is not None:
+        kind, root = found
+        try:
+            if kind == "content":
+                return from_blobs(store.ContentStore(root), "", info["Id"], ref, "engine", f"image {ref}", want,
+                                  probe, cache)
+            return _from_engine_store(root, ref, info, want, probe, cache)
+        except (store.StoreUnreadable, SourceUnavailable):
+            pass  # not the layout expected, or changed while read: the export reads what the engine has
     try:
         # the image by its ID, not its name: the tag could move between the inspect and the save
         stream = io.BufferedReader(ChunkStream(api.get_image(info["Id"], chunk_size=CHUNK)), CHUNK)

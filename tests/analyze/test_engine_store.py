@@ -5,6 +5,7 @@ the export taken whenever the store is not what it should be."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -42,8 +43,9 @@ def _read(ref: str, monkeypatch, use_store: bool, probe: bool):
 
 @pytest.mark.parametrize("probe", [False, True], ids=["plain", "advise"])
 def test_the_store_gives_the_exports_scans_field_for_field(docker_api, store_image, monkeypatch, probe):
-    root = store.store_root(docker_api)
-    assert root is not None, "the test bed's Docker 20.10 keeps an overlay2 store this process can read"
+    found = store.store_root(docker_api)
+    assert found is not None and found[0] == "classic", "the test bed's Docker 20.10: an overlay2 store read here"
+    root = found[1]
     exported = _read(store_image, monkeypatch, False, probe)
     stored = _read(store_image, monkeypatch, True, probe)
     assert stored.config == exported.config and stored.config_digest == exported.config_digest
@@ -82,7 +84,7 @@ def _copy_store(root: Path, dest: Path, image_id: str, chains: list[str]) -> Pat
 
 
 def test_a_store_that_does_not_name_the_image_is_not_read(docker_api, store_image, tmp_path):
-    root = store.store_root(docker_api)
+    root = store.store_root(docker_api)[1]
     info = docker_api.inspect_image(store_image)
     diff_ids = info["RootFS"]["Layers"]
     chains = store.chain_ids(diff_ids)
@@ -117,3 +119,21 @@ def test_a_file_is_never_read_through_a_symlink_out_of_its_layer(tmp_path):
     tape = store.Assembled(str(layer.resolve()), b'{"type":1,"name":"short","size":10,"payload":null}\n')
     with pytest.raises(store.StoreUnreadable, match="shorter than its record"):
         tape.read(10)
+
+
+def test_a_content_store_blob_is_checked_against_its_digest(tmp_path):
+    """The containerd content store is read as a registry is: a blob whose bytes do not hash to its name is
+    refused (the export then reads it), whatever the scan made of it."""
+    good = b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}'
+    digest = "sha256:" + hashlib.sha256(good).hexdigest()
+    blobs = tmp_path / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    (blobs / digest[7:]).write_bytes(good)
+    content = store.ContentStore(tmp_path)
+    top = content.get_manifest("", digest)
+    assert (top.digest, top.media_type, top.raw) == (digest, "application/vnd.oci.image.index.v1+json", good)
+    (blobs / digest[7:]).write_bytes(good.replace(b"[]", b"[{}]"))
+    with pytest.raises(store.StoreUnreadable, match="does not match its digest"):
+        content.get_blob("", digest)
+    with pytest.raises(store.StoreUnreadable, match="not a sha256 digest"):
+        content.get_blob("", "sha256:../../etc/passwd")

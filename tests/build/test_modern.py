@@ -407,6 +407,7 @@ def test_analyze_an_image_whose_content_the_store_discarded(docker26, tmp_path):
     `docker save` holds manifests but no config or layers. One line that says so and what to do, exit 2."""
     from enginebed import TESTBED_CACHE
 
+    content_store = TESTBED_CACHE / "docker26/data/containerd/daemon/io.containerd.content.v1.content"
     ctr = [str(TESTBED_CACHE / "docker26" / "root" / "usr" / "bin" / "ctr"),
            "-a", "/var/run/bgeimg-docker26/exec/containerd/containerd.sock", "-n", "moby"]
     name = _name()
@@ -417,14 +418,57 @@ def test_analyze_an_image_whose_content_the_store_discarded(docker26, tmp_path):
         index = json.loads(subprocess.run([*ctr, "content", "get", top], capture_output=True, check=True).stdout)
         own = index["manifests"][0]["digest"]  # this image's manifest; its last layer is the RUN's, its own
         manifest = json.loads(subprocess.run([*ctr, "content", "get", own], capture_output=True, check=True).stdout)
-        subprocess.run([*ctr, "content", "rm", manifest["config"]["digest"], manifest["layers"][-1]["digest"]],
-                       check=True, capture_output=True)
+        gone = [manifest["config"]["digest"], manifest["layers"][-1]["digest"]]
+        subprocess.run([*ctr, "content", "rm", *gone], check=True, capture_output=True)
+        # containerd deletes the files at its next garbage collection; analyze reads them while they are there
+        for digest in gone:
+            (content_store / "blobs" / "sha256" / digest.partition(":")[2]).unlink(missing_ok=True)
         proc = run_cli("analyze", f"{name}:1", "--source", "engine", "--no-cache", env=docker26.env(buildx=True))
         line = assert_one_line_error(proc, 2)
         assert line == (f"error: image {name}:1: the engine exported no config or layers for it (a containerd image "
                         "store can keep an image whose content it discarded after unpacking) (pull it again with "
                         f"`docker pull {name}:1`, or analyze it from its registry with `bgeimg analyze "
                         f"registry:{name}:1`)")
+    finally:
+        _cleanup(docker26, name)
+
+
+def test_analyze_reads_the_containerd_content_store_as_the_export_does(docker26, monkeypatch):
+    """On a containerd image store, analyze reads the blobs from the content store (bgeimg.analyze.store), checked
+    by digest and diff_id, instead of the engine's slow export: the same report in every figure, and the export
+    taken when a blob is not there."""
+    import dataclasses
+
+    from bgeimg.analyze import sources, store
+    from bgeimg.analyze.report import build_report
+    from bgeimg.oci.docker import api_client
+
+    name = _name()
+    try:
+        docker26.docker("buildx", "build", "--load", "-t", f"{name}:1", "-", input="FROM python:3.11-slim\n"
+                        f"RUN echo {uuid.uuid4().hex} > /unique && mkdir /opt/d && echo a > /opt/d/a\n"
+                        "RUN rm -rf /opt/d /etc/os-release && ln -s /unique /opt/link\n")
+        for key, value in docker26.env(buildx=True).items():
+            monkeypatch.setenv(key, value)
+        found = store.store_root(api_client())
+        assert found is not None and found[0] == "content", found
+        monkeypatch.setenv("BGEIMG_ENGINE_STORE", "0")
+        exported = sources.from_engine(f"{name}:1", cache=None)
+        monkeypatch.setenv("BGEIMG_ENGINE_STORE", "1")
+        stored = sources.from_engine(f"{name}:1", cache=None)
+        assert stored.config == exported.config and len(stored.layers) == len(exported.layers) >= 3
+        for a, b in zip(stored.layers, exported.layers):
+            assert (a.diff_id, a.digest, a.compressed_size) == (b.diff_id, b.digest, b.compressed_size)
+            # the store's scan also proved its diff_id (tar_digest), as from a registry; the export's did not
+            assert dataclasses.replace(a.scan, tar_digest=None) == b.scan and a.scan.tar_digest == a.diff_id
+        assert "/opt/d" in stored.layers[-1].scan.whiteouts and "/opt/link" in stored.layers[-1].scan.symlinks
+        ours, theirs = build_report(stored).to_json(), build_report(exported).to_json()
+        assert ours.pop("manifest_digest").startswith("sha256:") and theirs.pop("manifest_digest") is None
+        assert ours == theirs  # and the store knows which manifest of the index it read
+        # a blob the store does not have: StoreUnreadable, so from_engine exports
+        content = store.ContentStore(found[1])
+        with pytest.raises(store.StoreUnreadable, match="blob sha256:0{64}"):
+            content.get_blob("", "sha256:" + "0" * 64)
     finally:
         _cleanup(docker26, name)
 
