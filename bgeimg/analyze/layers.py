@@ -192,15 +192,22 @@ def scan_layer(fileobj, *, size: int | None = None, seekable: bool = False, what
     else is read once, front to back (`scan_chunks`)."""
     head = fileobj.peek(512)[:512]
     if compression_of(head, what) == "none" and seekable and size is not None and not digest:
-        scan = LayerScan(compression="none")
-        with _corrupt(what):
-            start = fileobj.tell()
-            _walk(fileobj, scan, seekable=True, probe=probe)
-            if fileobj.tell() - start > size:
-                raise TarCorrupt("unexpected end of data")
+        start = fileobj.tell()
+        scan = walk_tar(fileobj, what=what, probe=probe)
+        if fileobj.tell() - start > size:
+            raise _corrupt_error(what, TarCorrupt("unexpected end of data"))
         scan.tar_size = size
         return scan
     return scan_chunks(file_chunks(fileobj), what=what, probe=probe, digest=digest)
+
+
+def walk_tar(f, *, what: str = "layer", probe: bool = False) -> LayerScan:
+    """Walk a plain tar given as a reader with read/seek/tell (forward seeks only) header to header, file data
+    skipped by seeking; the caller sets `tar_size`."""
+    scan = LayerScan(compression="none")
+    with _corrupt(what):
+        _walk(f, scan, seekable=True, probe=probe)
+    return scan
 
 
 def compression_of(head: bytes, what: str) -> str:
@@ -239,8 +246,12 @@ def _corrupt(what: str):
     except AnalyzeInputError:
         raise
     except (EOFError, OSError, ValueError, zlib.error, ISAL_ERROR, ZstdError) as exc:
-        raise AnalyzeInputError(f"{what} is truncated or corrupt ({type(exc).__name__}: {exc})",
-                                "re-create the archive, e.g. with `docker save -o FILE IMAGE`") from None
+        raise _corrupt_error(what, exc) from None
+
+
+def _corrupt_error(what: str, exc: Exception) -> AnalyzeInputError:
+    return AnalyzeInputError(f"{what} is truncated or corrupt ({type(exc).__name__}: {exc})",
+                             "re-create the archive, e.g. with `docker save -o FILE IMAGE`")
 
 
 ZERO_BLOCK = bytes(512)

@@ -25,7 +25,7 @@ config by its digest, each layer's diff_id): otherwise StoreUnreadable, and the 
 from __future__ import annotations
 
 import base64
-import bisect
+import gzip
 import hashlib
 import json
 import os
@@ -33,7 +33,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bgeimg.analyze.layers import LayerScan, scan_layer
+from bgeimg.analyze.layers import LayerScan, walk_tar
 
 DRIVERS = ("overlay2",)  # the classic store whose layout this module reads
 
@@ -137,36 +137,39 @@ def read_config(root: Path, image_id: str) -> bytes:
 
 
 class Assembled:
-    """A layer tar put together as the engine does for `docker save`: the tar-split's raw segments with each
-    file's bytes in between, read from the layer's directory only when asked for (peek/read/seek/tell, as
-    `scan_layer` walks a seekable tar)."""
+    """A layer tar put together as the engine does for `docker save`, front to back: the tar-split's raw segments
+    with each file's bytes in between, read from the layer's directory only when asked for. read/seek/tell with
+    forward seeks, as the tar walk uses them; the record is read one line at a time, so memory stays flat however
+    many files the layer holds."""
 
-    def __init__(self, files_root: str, tar_split: bytes):
+    def __init__(self, files_root: str, lines):
         self.root = files_root
-        self.starts: list[int] = []
-        self.pieces: list[bytes | tuple[str, int]] = []  # raw bytes, or (file name, size)
-        pos = 0
-        for line in tar_split.splitlines():
-            if not line:
-                continue
-            entry = json.loads(line)
-            if entry["type"] == 2:  # a segment: headers, padding, the end blocks
-                piece: bytes | tuple[str, int] = base64.b64decode(entry.get("payload") or b"")
-                size = len(piece)
-            else:  # a file's data
-                size = int(entry.get("size") or 0)
-                if not size:
-                    continue
-                name = entry.get("name")
-                if name is None:
-                    name = os.fsdecode(base64.b64decode(entry["name_raw"]))
-                piece = (name, size)
-            if size:
-                self.starts.append(pos)
-                self.pieces.append(piece)
-                pos += size
-        self.size = pos
+        self.lines = iter(lines)
+        self.piece: bytes | tuple[str, int] = b""  # raw bytes, or (file name, size)
+        self.start = self.end = 0  # the current piece's span in the tar
         self.pos = 0
+
+    def _next(self) -> bool:
+        try:
+            for line in self.lines:
+                if not line.strip():
+                    continue
+                entry = json.loads(line)
+                if entry["type"] == 2:  # a segment: headers, padding, the end blocks
+                    piece: bytes | tuple[str, int] = base64.b64decode(entry.get("payload") or b"")
+                    size = len(piece)
+                else:  # a file's data
+                    size = int(entry.get("size") or 0)
+                    name = entry.get("name")
+                    if name is None:
+                        name = os.fsdecode(base64.b64decode(entry["name_raw"]))
+                    piece = (name, size)
+                if size:
+                    self.piece, self.start, self.end = piece, self.end, self.end + size
+                    return True
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zlib.error) as exc:  # a record cut or garbled
+            raise StoreUnreadable(f"tar-split record: {exc}") from None
+        return False
 
     def _file(self, name: str, size: int, offset: int, n: int) -> bytes:
         path = os.path.join(self.root, name.lstrip("/"))
@@ -186,34 +189,49 @@ class Assembled:
         return data
 
     def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            n = self.size - self.pos
         out = []
-        while n > 0 and self.pos < self.size:
-            i = bisect.bisect_right(self.starts, self.pos) - 1
-            piece, off = self.pieces[i], self.pos - self.starts[i]
-            if isinstance(piece, bytes):
-                chunk = piece[off: off + n]
+        while n != 0:
+            if self.pos >= self.end and not self._next_at(self.pos):
+                break
+            off = self.pos - self.start
+            take = self.end - self.pos if n < 0 else min(n, self.end - self.pos)
+            if isinstance(self.piece, bytes):
+                chunk = self.piece[off: off + take]
             else:
-                name, size = piece
-                chunk = self._file(name, size, off, min(n, size - off))
+                chunk = self._file(self.piece[0], self.piece[1], off, take)
             out.append(chunk)
-            self.pos += len(chunk)
-            n -= len(chunk)
+            self.pos += take
+            n -= take if n > 0 else 0
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def peek(self, n: int = 1) -> bytes:
-        pos = self.pos
-        data = self.read(n)
-        self.pos = pos
-        return data
+    def _next_at(self, pos: int) -> bool:
+        while pos >= self.end:
+            if not self._next():
+                return False
+        return True
+
+    def peek(self, n: int = 1) -> bytes:  # only at the start of a piece's span: what scan_layer's sniff needs
+        if self.pos >= self.end and not self._next_at(self.pos):
+            return b""
+        if isinstance(self.piece, bytes):
+            return self.piece[self.pos - self.start: self.pos - self.start + n]
+        return self._file(self.piece[0], self.piece[1], self.pos - self.start, min(n, self.end - self.pos))
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        self.pos = offset if whence == 0 else self.pos + offset
-        return self.pos
+        pos = offset if whence == 0 else self.pos + offset
+        if pos < self.start:
+            raise StoreUnreadable("the tar walk went back")  # never: it only skips forward
+        self.pos = pos
+        return pos
 
     def tell(self) -> int:
         return self.pos
+
+    def total(self) -> int:
+        """The tar's whole length (the rest of the record read through)."""
+        while self._next():
+            pass
+        return max(self.end, self.pos)
 
 
 def scan_stored_layer(root: Path, chain_id: str, diff_id: str, probe: bool, what: str) -> LayerScan:
@@ -225,11 +243,13 @@ def scan_stored_layer(root: Path, chain_id: str, diff_id: str, probe: bool, what
         cache_id = (meta / "cache-id").read_text().strip()
         if not cache_id or "/" in cache_id or cache_id.startswith("."):
             raise StoreUnreadable(f"layer {chain_id} has no usable cache-id")
-        tar_split = zlib.decompress((meta / "tar-split.json.gz").read_bytes(), 31)
         files = os.path.realpath(root / "overlay2" / cache_id / "diff")
         if not os.path.isdir(files):
             raise StoreUnreadable(f"layer {chain_id} has no directory")
-        tape = Assembled(files, tar_split)
-    except (OSError, ValueError, KeyError, zlib.error) as exc:
+        with gzip.open(meta / "tar-split.json.gz", "rb") as record:
+            tape = Assembled(files, record)
+            scan = walk_tar(tape, what=what, probe=probe)
+            scan.tar_size = tape.total()
+        return scan
+    except (OSError, EOFError, ValueError, KeyError, zlib.error) as exc:
         raise StoreUnreadable(f"layer {chain_id}: {exc}") from None
-    return scan_layer(tape, size=tape.size, seekable=True, what=what, probe=probe)

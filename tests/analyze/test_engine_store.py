@@ -112,12 +112,15 @@ def test_a_file_is_never_read_through_a_symlink_out_of_its_layer(tmp_path):
     (outside / "RECORD").write_text("x" * 10)
     (layer / "usr" / "lib").symlink_to(outside)
     record = b'{"type":1,"name":"usr/lib/RECORD","size":10,"payload":null,"position":0}\n'
-    tape = store.Assembled(str(layer.resolve()), record)
+    tape = store.Assembled(str(layer.resolve()), [record])
     with pytest.raises(store.StoreUnreadable, match="leaves the layer directory"):
         tape.read(10)
     (layer / "short").write_text("abc")
-    tape = store.Assembled(str(layer.resolve()), b'{"type":1,"name":"short","size":10,"payload":null}\n')
+    tape = store.Assembled(str(layer.resolve()), [b'{"type":1,"name":"short","size":10,"payload":null}'])
     with pytest.raises(store.StoreUnreadable, match="shorter than its record"):
+        tape.read(10)
+    tape = store.Assembled(str(layer.resolve()), [b'{"type":2,"payload":"AAAA"}', b'{"type":1,"na'])
+    with pytest.raises(store.StoreUnreadable, match="tar-split record"):  # a cut record: export, not "corrupt"
         tape.read(10)
 
 
