@@ -35,10 +35,14 @@ SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
 
 
 def _sub_batches(lengths: list[int], lanes: int) -> list[list[int]]:
-    """Indices sorted by length, cut into `lanes` runs of (nearly) equal count: similar lengths pad least."""
+    """Indices sorted by length (similar lengths pad least), cut in two where the halves' padded tokens (texts x
+    the longest) are closest, so the two lanes finish together; one run when there is one lane or one text."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    parts = min(lanes, len(order))
-    return [order[len(order) * k // parts:len(order) * (k + 1) // parts] for k in range(parts)] if parts else []
+    if lanes < 2 or len(order) < 2:
+        return [order] if order else []
+    n, longest = len(order), lengths[order[-1]]
+    cut = min(range(1, n), key=lambda k: max(k * lengths[order[k - 1]], (n - k) * longest))
+    return [order[:cut], order[cut:]]
 
 
 def find_graph(model_dir: Path) -> Path | None:
@@ -101,7 +105,7 @@ class OnnxEncoder:
         # onnxruntime would start one thread per host core; the container's quota is what it may use
         self.threads, self.threads_source = (settings.threads, "BGE_THREADS") if settings.threads else cpu_threads()
         export = read_json(path / "onnx_export.json") or {}
-        self.lanes = min(LANES, self.threads)
+        self.lanes = min(LANES, self.threads)  # 1 or 2 (_sub_batches cuts in two)
         self.pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="onnx") if self.lanes > 1 else None
         try:
             self.session = ort.InferenceSession(str(graph), sess_options=session_options(
