@@ -69,6 +69,24 @@ def test_minilm_answers_equal_the_torch_runtime(make_client, forms) -> None:
     assert np.abs(np.asarray(alone) - np.asarray(got[1])).max() < 1e-5
 
 
+def test_sorted_sub_batches_answer_in_input_order(make_client, forms) -> None:
+    """The encoder sorts a batch by length and runs its halves side by side (onnx_encoder.LANES): every answer
+    must still be its own text's, as when the text is sent alone."""
+    client = make_client(forms["minilm-onnx"], runtime="onnx", threads=2)
+    assert client.get("/info").json()["lanes"] == 2
+    texts = [TEXTS[5], "hi", TEXTS[0], "word " * 300, TEXTS[3], "a b", TEXTS[1]]  # lengths out of order
+    batch = client.post("/embed", json={"inputs": texts}).json()
+    alone = [client.post("/embed", json={"inputs": t}).json()[0] for t in texts]
+    assert np.abs(np.asarray(batch) - np.asarray(alone)).max() < 1e-5
+    m3 = make_client(forms["m3-onnx"], runtime="onnx", threads=2)
+    body = {"return_sparse": True, "return_colbert": True}
+    batch = m3.post("/embed", json={"inputs": TINY_TEXTS, **body}).json()
+    for text, got in zip(TINY_TEXTS, batch):
+        want = m3.post("/embed", json={"inputs": text, **body}).json()[0]
+        assert np.abs(np.asarray(got["dense"]) - want["dense"]).max() < 1e-5 and set(got["sparse"]) == set(want["sparse"])
+        assert np.asarray(got["colbert"]).shape == np.asarray(want["colbert"]).shape
+
+
 def test_minilm_int8_stays_close(make_client, forms) -> None:
     manifest = json.loads((forms["minilm-int8"] / "onnx_export.json").read_text())
     torch_client = make_client(forms["minilm"])

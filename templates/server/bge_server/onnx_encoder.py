@@ -3,12 +3,13 @@
 No torch or transformers here: an ONNX image carries neither. The model directory holds the ONNX form bgeimg's
 export writes (templates/export_onnx.py: model.onnx [+ model.onnx_data], the tokenizer and sentence-transformers
 files, bge-m3's sparse and ColBERT heads as sparse_linear.npz / colbert_linear.npz) or a repository's own
-onnx/model.onnx next to its tokenizer. Each call is ONE forward pass over the batch it is given (the batcher forms
-batches and calls from one thread), so there is no lock here.
+onnx/model.onnx next to its tokenizer. The batcher calls from one thread; each call sorts its batch by length and
+runs it as LANES sub-batches at once, each on one intra-op thread (onnxruntime sessions take concurrent runs).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,24 @@ GRAPHS = ("model.onnx", "onnx/model.onnx")
 ort.set_default_logger_severity(3)
 ort.disable_telemetry_events()
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Forward passes at once per call, each on threads // LANES intra-op threads. On the 2-core bench machine two
+# single-thread passes over the two halves of a sorted 32-text batch beat one 2-thread pass: 1.56-1.60x torch's
+# batch throughput against 1.35-1.45x (local A/B of bench/onnx_vs_torch.py's load, docs/server.md), as a
+# 2-thread pass waits on a thread wake-up at every operator. The cost: a lone text runs on threads // LANES
+# threads, a 250-token one in 63 ms against 43 ms (MiniLM, this machine).
+LANES = 2
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def _sub_batches(lengths: list[int], lanes: int) -> list[list[int]]:
+    """Indices sorted by length (similar lengths pad least), cut in two where the halves' padded tokens (texts x
+    the longest) are closest, so the two lanes finish together; one run when there is one lane or one text."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    if lanes < 2 or len(order) < 2:
+        return [order] if order else []
+    n, longest = len(order), lengths[order[-1]]
+    cut = min(range(1, n), key=lambda k: max(k * lengths[order[k - 1]], (n - k) * longest))
+    return [order[:cut], order[cut:]]
 
 
 def find_graph(model_dir: Path) -> Path | None:
@@ -38,7 +56,7 @@ def session_options(threads: int, optimized: bool = False) -> ort.SessionOptions
     opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if optimized
                                      else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1  # one batch at a time: parallelism inside the operators only
+    opts.inter_op_num_threads = 1  # operators in order; the encoder's lanes run sub-batches side by side
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # Spinning worker threads would compete with the HTTP threads for the same cores between batches.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -87,9 +105,11 @@ class OnnxEncoder:
         # onnxruntime would start one thread per host core; the container's quota is what it may use
         self.threads, self.threads_source = (settings.threads, "BGE_THREADS") if settings.threads else cpu_threads()
         export = read_json(path / "onnx_export.json") or {}
+        self.lanes = min(LANES, self.threads)  # 1 or 2 (_sub_batches cuts in two)
+        self.pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="onnx") if self.lanes > 1 else None
         try:
             self.session = ort.InferenceSession(str(graph), sess_options=session_options(
-                self.threads, optimized=bool(export.get("optimized"))),
+                max(1, self.threads // self.lanes), optimized=bool(export.get("optimized"))),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's InvalidProtobuf, Fail, ... : the file itself is bad
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -119,7 +139,8 @@ class OnnxEncoder:
             "pad_token") or "[PAD]"
         pad_token = pad_token.get("content") if isinstance(pad_token, dict) else pad_token
         pad_id = self.tokenizer.token_to_id(pad_token)
-        self.tokenizer.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad_token)
+        self.pad_id = pad_id if pad_id is not None else 0
+        self.tokenizer.no_padding()  # _runs pads each sub-batch to its own longest text
         self.special_ids = _special_ids(path, self.tokenizer)
         self.sparse_head = _head(path / "sparse_linear.npz")
         self.colbert_head = _head(path / "colbert_linear.npz")
@@ -132,7 +153,7 @@ class OnnxEncoder:
 
     def info(self) -> dict:
         return {"runtime": self.runtime, "device": self.device, "threads": self.threads,
-                "threads_source": self.threads_source, "dtype": self.dtype,
+                "threads_source": self.threads_source, "lanes": self.lanes, "dtype": self.dtype,
                 "pooling": self.pooling, "sparse": self.sparse_head is not None,
                 "colbert": self.colbert_head is not None}
 
@@ -141,30 +162,54 @@ class OnnxEncoder:
             return []
         return [len(e.ids) for e in self.counter.encode_batch(list(items))]
 
-    def _run(self, items: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _runs(self, items: list):
+        """The forward passes of one call (_sub_batches), at once: (indices into items, output, ids, mask) each."""
         encodings = self.tokenizer.encode_batch(items)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self.input_names:
-            feed["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        feed = {k: v for k, v in feed.items() if k in self.input_names}
-        (out,) = self.session.run([self.output], feed)
-        return out, ids, mask
+        work = []
+        for index in _sub_batches([len(e.ids) for e in encodings], self.lanes):
+            rows = [encodings[i] for i in index]
+            width = max(len(e.ids) for e in rows)
+            ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            types = np.zeros((len(rows), width), dtype=np.int64)
+            for r, e in enumerate(rows):  # right padding, as the tokenizer's own would be
+                n = len(e.ids)
+                ids[r, :n], mask[r, :n], types[r, :n] = e.ids, 1, e.type_ids
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            work.append((index, {k: v for k, v in feed.items() if k in self.input_names}, ids, mask))
+
+        def forward(w) -> np.ndarray:
+            return self.session.run([self.output], w[1])[0]
+
+        outs = self.pool.map(forward, work) if self.pool and len(work) > 1 else map(forward, work)
+        for (index, _, ids, mask), out in zip(work, list(outs)):
+            yield index, out, ids, mask
 
     def embed(self, texts: list[str], *, normalize: bool, sparse: bool, colbert: bool) -> Encoded:
         if sparse and self.sparse_head is None:
             raise LookupError("this model has no sparse head (sparse_linear.pt); only bge-m3 ships one")
         if colbert and self.colbert_head is None:
             raise LookupError("this model has no ColBERT head (colbert_linear.pt); only bge-m3 ships one")
-        hidden, ids, mask = self._run(list(texts))
-        dense = self._pool(hidden, mask)
-        if normalize:
-            dense = _normalize(dense)
-        return Encoded(dense=dense.astype(np.float32).tolist(),
-                       sparse=self._sparse(hidden, ids, mask) if sparse else None,
-                       colbert=self._colbert(hidden, mask) if colbert else None,
-                       tokens=int(mask.sum()))
+        n = len(texts)
+        dense: list = [None] * n
+        sparse_out: list = [None] * n
+        colbert_out: list = [None] * n
+        tokens = 0
+        for index, hidden, ids, mask in self._runs(list(texts)):
+            vectors = self._pool(hidden, mask)
+            if normalize:
+                vectors = _normalize(vectors)
+            parts = [(dense, vectors.astype(np.float32).tolist())]
+            if sparse:
+                parts.append((sparse_out, self._sparse(hidden, ids, mask)))
+            if colbert:
+                parts.append((colbert_out, self._colbert(hidden, mask)))
+            for target, values in parts:
+                for i, value in zip(index, values):
+                    target[i] = value
+            tokens += int(mask.sum())
+        return Encoded(dense=dense, sparse=sparse_out if sparse else None, colbert=colbert_out if colbert else None,
+                       tokens=tokens)
 
     def _pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.pooling == "mean":
@@ -186,5 +231,8 @@ class OnnxEncoder:
 
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:
         """Raw relevance logits of (query, text) pairs from a cross-encoder."""
-        logits, _, _ = self._run(list(pairs))
-        return logits[:, 0].tolist() if logits.ndim == 2 else logits.tolist()
+        scores: list = [None] * len(pairs)
+        for index, logits, _, _ in self._runs(list(pairs)):
+            for i, value in zip(index, logits[:, 0].tolist() if logits.ndim == 2 else logits.tolist()):
+                scores[i] = value
+        return scores
