@@ -74,12 +74,12 @@ async def _request(reader, writer, head: bytes, body: bytes) -> tuple[int, bytes
     return status, await reader.readexactly(length or 0)
 
 
-async def _client(host: str, port: int, path: str, payloads: list[bytes], texts_per: int, deadline: float,
+async def _client(host: str, port: int, path: str, payloads: list[bytes], counts: list[int], deadline: float,
                   result: Result, max_requests: int, offset: int) -> None:
     reader = writer = None
     i = offset
     while time.perf_counter() < deadline and result.requests < max_requests:
-        body = payloads[i % len(payloads)]
+        body, texts = payloads[i % len(payloads)], counts[i % len(payloads)]
         i += 1
         head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
@@ -97,7 +97,7 @@ async def _client(host: str, port: int, path: str, payloads: list[bytes], texts_
         result.requests += 1
         result.statuses[status] = result.statuses.get(status, 0) + 1
         if status == 200:
-            result.texts += texts_per
+            result.texts += texts
             result.latencies.append(elapsed)
         else:
             result.errors += 1
@@ -106,10 +106,10 @@ async def _client(host: str, port: int, path: str, payloads: list[bytes], texts_
         writer.close()
 
 
-async def _run(host, port, path, payloads, texts_per, concurrency, seconds, max_requests) -> Result:
+async def _run(host, port, path, payloads, counts, concurrency, seconds, max_requests) -> Result:
     result = Result()
     start = time.perf_counter()
-    await asyncio.gather(*(_client(host, port, path, payloads, texts_per, start + seconds, result, max_requests, k)
+    await asyncio.gather(*(_client(host, port, path, payloads, counts, start + seconds, result, max_requests, k)
                            for k in range(concurrency)))
     result.seconds = time.perf_counter() - start
     return result
@@ -117,7 +117,9 @@ async def _run(host, port, path, payloads, texts_per, concurrency, seconds, max_
 
 def run_load(port: int, texts: list[list[str]], concurrency: int, seconds: float, path: str = "/embeddings",
              body_key: str = "input", host: str = "127.0.0.1", max_requests: int = 1_000_000) -> Result:
-    """Closed loop: each request carries one of `texts` (lists of equal length), round-robin."""
+    """Closed loop: each request carries one of `texts` (lists of texts), round-robin; texts/s counts the texts of
+    each request answered."""
     payloads = [json.dumps({body_key: t, **({"model": "minilm"} if body_key == "input" else {})}).encode()
                 for t in texts]
-    return asyncio.run(_run(host, port, path, payloads, len(texts[0]), concurrency, seconds, max_requests))
+    return asyncio.run(_run(host, port, path, payloads, [len(t) for t in texts], concurrency, seconds,
+                            max_requests))
