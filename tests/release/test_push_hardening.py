@@ -20,8 +20,10 @@ pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.slow]
 
 def start(args: list[str], tmp: Path) -> subprocess.Popen:
     env = {**os.environ, "TMPDIR": str(tmp)}  # so "no temporary directory left" can be checked exactly
+    # SIGINT as a terminal's Ctrl-C delivers it: a shell without job control starts background jobs with SIGINT
+    # ignored, and pytest run that way would hand the ignoring on
     return subprocess.Popen([sys.executable, "-m", "bgeimg", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_two_concurrent_pushes_of_one_image_both_succeed(docker_api, tiny_image, own_registry, tmp_path) -> None:
