@@ -30,12 +30,12 @@ import hashlib
 import json
 import os
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from bgeimg.analyze.layers import LayerScan, walk_tar
+from bgeimg.oci.reference import DIGEST_RE
 
-DRIVERS = ("overlay2",)  # the classic store whose layout this module reads
+DRIVER = "overlay2"  # the classic store whose layout this module reads
 
 
 class StoreUnreadable(Exception):
@@ -66,18 +66,9 @@ def store_root(api) -> tuple[str, Path] | None:
             if _readable(path / "blobs" / "sha256"):
                 return "content", path
         return None
-    if driver in DRIVERS and _readable(Path(root) / "image" / driver / "layerdb" / "sha256"):
+    if driver == DRIVER and _readable(Path(root) / "image" / DRIVER / "layerdb" / "sha256"):
         return "classic", Path(root)
     return None
-
-
-@dataclass
-class Blob:
-    """A manifest or index as the registry client returns it."""
-
-    media_type: str
-    digest: str
-    raw: bytes
 
 
 class ContentStore:
@@ -87,21 +78,22 @@ class ContentStore:
         self.root = root
 
     def _path(self, digest: str) -> Path:
-        algo, _, hexd = digest.partition(":")
-        if algo != "sha256" or len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
+        if not DIGEST_RE.fullmatch(digest):
             raise StoreUnreadable(f"not a sha256 digest: {digest}")
-        return self.root / "blobs" / algo / hexd
+        return self.root / "blobs" / "sha256" / digest.partition(":")[2]
 
     def get_blob(self, repo: str, digest: str) -> bytes:
         return b"".join(self.iter_blob(repo, digest))
 
-    def get_manifest(self, repo: str, digest: str) -> Blob:
+    def get_manifest(self, repo: str, digest: str):
+        from bgeimg.oci.registry import Manifest  # not at import: it brings requests into every analyze
+
         raw = self.get_blob(repo, digest)
         try:
             media = json.loads(raw).get("mediaType") or ""
         except (ValueError, AttributeError):
             media = ""
-        return Blob(media, digest, raw)
+        return Manifest(media, digest, raw)
 
     def iter_blob(self, repo: str, digest: str, chunk_size: int = 1 << 20):
         h = hashlib.sha256()
@@ -128,7 +120,7 @@ def read_config(root: Path, image_id: str) -> bytes:
     """The image config as the engine hashed it, checked against its id."""
     algo, _, hexd = image_id.partition(":")
     try:
-        raw = (root / "image" / "overlay2" / "imagedb" / "content" / algo / hexd).read_bytes()
+        raw = (root / "image" / DRIVER / "imagedb" / "content" / algo / hexd).read_bytes()
     except OSError as exc:
         raise StoreUnreadable(f"config: {exc}") from None
     if "sha256:" + hashlib.sha256(raw).hexdigest() != image_id:
@@ -188,20 +180,18 @@ class Assembled:
             raise StoreUnreadable(f"{name} is shorter than its record ({size} bytes)")
         return data
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int) -> bytes:
         out = []
-        while n != 0:
-            if self.pos >= self.end and not self._next_at(self.pos):
-                break
+        while n > 0 and self._next_at(self.pos):
             off = self.pos - self.start
-            take = self.end - self.pos if n < 0 else min(n, self.end - self.pos)
+            take = min(n, self.end - self.pos)
             if isinstance(self.piece, bytes):
                 chunk = self.piece[off: off + take]
             else:
                 chunk = self._file(self.piece[0], self.piece[1], off, take)
             out.append(chunk)
             self.pos += take
-            n -= take if n > 0 else 0
+            n -= take
         return out[0] if len(out) == 1 else b"".join(out)
 
     def _next_at(self, pos: int) -> bool:
@@ -209,13 +199,6 @@ class Assembled:
             if not self._next():
                 return False
         return True
-
-    def peek(self, n: int = 1) -> bytes:  # only at the start of a piece's span: what scan_layer's sniff needs
-        if self.pos >= self.end and not self._next_at(self.pos):
-            return b""
-        if isinstance(self.piece, bytes):
-            return self.piece[self.pos - self.start: self.pos - self.start + n]
-        return self._file(self.piece[0], self.piece[1], self.pos - self.start, min(n, self.end - self.pos))
 
     def seek(self, offset: int, whence: int = 0) -> int:
         pos = offset if whence == 0 else self.pos + offset
@@ -236,14 +219,14 @@ class Assembled:
 
 def scan_stored_layer(root: Path, chain_id: str, diff_id: str, probe: bool, what: str) -> LayerScan:
     """One layer's scan from the store: its record checked to name `diff_id`, its tar reassembled and walked."""
-    meta = root / "image" / "overlay2" / "layerdb" / "sha256" / chain_id.partition(":")[2]
+    meta = root / "image" / DRIVER / "layerdb" / "sha256" / chain_id.partition(":")[2]
     try:
         if (meta / "diff").read_text().strip() != diff_id:
             raise StoreUnreadable(f"layer {chain_id} records another diff_id")
         cache_id = (meta / "cache-id").read_text().strip()
         if not cache_id or "/" in cache_id or cache_id.startswith("."):
             raise StoreUnreadable(f"layer {chain_id} has no usable cache-id")
-        files = os.path.realpath(root / "overlay2" / cache_id / "diff")
+        files = os.path.realpath(root / DRIVER / cache_id / "diff")
         if not os.path.isdir(files):
             raise StoreUnreadable(f"layer {chain_id} has no directory")
         with gzip.open(meta / "tar-split.json.gz", "rb") as record:
